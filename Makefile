@@ -1,0 +1,8 @@
+# The course's two commands. Both set everything up first (idempotent, seconds when done).
+.PHONY: lab test
+lab:  ## set up, then start the course: JupyterLab on notebooks/ with the embedded lab running
+	@scripts/setup.sh
+	@scripts/lab.sh
+test: ## set up, then run the whole test suite
+	@scripts/setup.sh
+	@scripts/test.sh

@@ -1,0 +1,145 @@
+"""Background services of the embedded lab (model server, policy proxy).
+
+Each service is a detached Python process with a pid file and a log under the state
+folder, so ``labkit up`` / ``down`` / ``status`` work across notebooks, terminals and
+kernel restarts. Starting is idempotent and guarded by a file lock; readiness is polled,
+never slept for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from . import paths
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or stopped; the message says why and what to do."""
+
+
+@dataclass
+class Service:
+    """A named background process: ``argv`` to start it, ``ready`` to know it answers."""
+
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 30.0
+
+    @property
+    def pidfile(self) -> Path:
+        return paths.state_dir("run") / f"{self.name}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return paths.state_dir("logs") / f"{self.name}.log"
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with open(paths.state_dir("run") / f"{self.name}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def pid(self) -> int | None:
+        """The pid of the running service, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.is_running():
+                return pid
+        except psutil.Error:
+            pass
+        self.pidfile.unlink(missing_ok=True)
+        return None
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def start(self) -> tuple[int, bool, float]:
+        """Start unless running; returns (pid, started_now, seconds until ready)."""
+        with self._lock():
+            pid = self.pid()
+            if pid is not None:
+                return pid, False, 0.0
+            t0 = time.monotonic()
+            env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+            with open(self.logfile, "ab") as log:
+                log.write(f"--- start {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.argv)}\n".encode())
+                log.flush()
+                proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=env, start_new_session=True, close_fds=True,
+                )
+            self.pidfile.write_text(f"{proc.pid}\n")
+            deadline = t0 + self.start_timeout
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    self.pidfile.unlink(missing_ok=True)
+                    raise ServiceError(
+                        f"{self.name} exited during start (code {proc.returncode}); its log says:\n"
+                        f"{self.log_tail()}"
+                    )
+                if self.ready():
+                    return proc.pid, True, time.monotonic() - t0
+                time.sleep(0.02)
+            self._terminate(proc.pid)
+            raise ServiceError(
+                f"{self.name} did not answer within {self.start_timeout:.0f} s; log: {self.logfile}\n"
+                f"{self.log_tail()}"
+            )
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop if running; True when a process was stopped."""
+        with self._lock():
+            pid = self.pid()
+            if pid is None:
+                return False
+            self._terminate(pid, timeout)
+            self.pidfile.unlink(missing_ok=True)
+            return True
+
+    @staticmethod
+    def _terminate(pid: int, timeout: float = 10.0) -> None:
+        try:
+            proc = psutil.Process(pid)
+            os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else proc.terminate()
+            try:
+                proc.wait(timeout)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        except (psutil.Error, ProcessLookupError):
+            pass
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """argv that runs ``python -m module args…`` with this interpreter."""
+    return [sys.executable, "-m", module, *args]

