@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from . import modes, paths, probes
+from . import modes, probes
 
 PACKAGES = ("jupyterlab", "ipywidgets", "openai", "httpx", "papermill", "starlette", "uvicorn", "h11",
             "gguf", "psutil", "llama_cpp")
@@ -145,13 +145,14 @@ def check_namespace() -> Check:
     """Try to create the namespaces the embedded sandboxes use (bubblewrap, a few ms)."""
     from .sbx import isolation  # the sandbox runtime owns the probe; one implementation
 
-    tier = isolation.detect(refresh=True)
+    tier = isolation.detect()
     if tier.name == "namespaced":
         return Check("namespaces", True, f"network namespace: created one ({tier.detail})",
                      needed_by=["embedded-sandbox"])
     return Check("namespaces", False,
                  f"network namespace: cannot create one ({tier.reason}); sandboxes fall back to the "
-                 "weaker process tier", tier.fix, ["embedded-sandbox"])
+                 "weaker process tier", getattr(tier, "fix", "") or "apt-get install -y bubblewrap",
+                 ["embedded-sandbox"])
 
 
 def check_sbx(sbx: probes.SbxProbe) -> Check:

@@ -40,13 +40,33 @@ INSTALL_HINTS: dict[str, str] = {
     "labkit": "set up the course first: make lab (from the course folder)",
 }
 
-# Tokens that mean the command line is a shell program (pipeline, redirection, expansion).
-_SHELL_CHARS = set("|&;<>()$`*?~{}[]\n\\!#")
+_OPERATOR_CHARS = set("();<>|&")
+_EXPANSION_CHARS = set("$`*?~{}[]!#\\")
 
 
 def needs_shell(command: str) -> bool:
-    """True when a command line only makes sense to a shell (``a | b``, ``> f``, ``$VAR``, …)."""
-    return any(ch in _SHELL_CHARS for ch in command)
+    """True when a command line only makes sense to a shell (``a | b``, ``> f``, ``$VAR``, globs, …).
+
+    Quoted text does not count (``printf '%s|%s'`` needs no shell). A false positive only
+    means bash runs the line, which gives the same result; a false negative would not.
+    """
+    if "\n" in command:
+        return True
+    lexer = shlex.shlex(command, posix=False, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:  # unbalanced quotes: let bash report it the way a terminal would
+        return True
+    for token in tokens:
+        if set(token) <= _OPERATOR_CHARS:
+            return True
+        if token.startswith("'"):
+            continue
+        special = {"$", "`"} if token.startswith('"') else _EXPANSION_CHARS
+        if any(ch in special for ch in token):
+            return True
+    return False
 
 
 def to_argv(command: str | Sequence[str], shell: bool | None = None) -> tuple[list[str], str, bool]:
@@ -231,9 +251,10 @@ def run(
     elif error:
         returncode = INTERRUPT_EXIT
     stderr = "".join(parts["stderr"])
-    if error is None and returncode == MISSING_EXIT and "command not found" in stderr:
+    if error is None and ": command not found" in stderr and argv[:2] == ["bash", "-c"]:
         missing = stderr.split(": command not found")[0].rsplit(": ", 1)[-1].strip()
-        error = f"{missing}: command not found — {INSTALL_HINTS.get(missing, 'check the spelling, or install it')}"
+        hint = INSTALL_HINTS.get(missing, "check the spelling, or install it")
+        error = f"{missing}: command not found — {hint}"
     result = Result(shown, argv, returncode, "".join(parts["stdout"]), stderr,
                     time.monotonic() - started, timed_out, error, chunks)
     echo_.finish(None if result.ok else result.status_line())

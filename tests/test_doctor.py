@@ -1,0 +1,71 @@
+"""`labkit doctor`: every prerequisite line, JSON, exit codes, and a missing bubblewrap explained."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+LABKIT = [sys.executable, "-m", "labkit"]
+
+
+def doctor(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*LABKIT, "doctor", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def report():
+    proc = doctor("--json")
+    assert "Traceback" not in proc.stderr
+    return proc, json.loads(proc.stdout)
+
+
+def test_text_report_has_every_line():
+    proc = doctor()
+    out = proc.stdout
+    assert "Traceback" not in out + proc.stderr
+    for needle in ("Python 3.", "Python packages", "embedded model", "llama.cpp", "bwrap", "socat",
+                   "network namespace", "sbx", "docker model", "Docker Model Runner", "port "):
+        assert needle in out, f"missing line about {needle!r}:\n{out}"
+    last = out.strip().splitlines()[-1]
+    assert "mode: embedded" in last and "auto" in last
+
+
+def test_json_parses_and_selects_embedded_here(report):
+    proc, data = report
+    keys = {c["key"] for c in data["checks"]}
+    assert {"python", "packages", "model", "llama", "bwrap", "socat", "namespaces", "sbx",
+            "docker-model", "dmr", "port"} <= keys
+    assert data["mode"]["label"] == "embedded"
+    assert data["runnable"] is True and proc.returncode == 0
+    for check in data["checks"]:
+        assert check["ok"] or check["fix"], f"a failed check without a fix: {check}"
+
+
+def test_missing_bubblewrap_is_explained(tmp_path):
+    # a PATH with the usual tools but no bwrap: link everything from /usr/bin except bwrap
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in os.listdir("/usr/bin"):
+        if name != "bwrap":
+            (bindir / name).symlink_to(os.path.join("/usr/bin", name))
+    proc = doctor(env={"PATH": str(bindir)})
+    out = proc.stdout
+    assert "Traceback" not in out + proc.stderr
+    bwrap_line = next(line for line in out.splitlines() if "bwrap" in line)
+    assert bwrap_line.startswith("✗")
+    assert "apt-get install -y bubblewrap" in out
+
+
+def test_forced_live_mode_cannot_run_here():
+    proc = doctor("--mode", "live")
+    assert proc.returncode == 1
+    assert "cannot run the course" in proc.stdout.strip().splitlines()[-1]
+
+
+def test_bad_mode_is_one_clear_line():
+    proc = doctor(env={"LABKIT_MODE": "cloud"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert "use one of: live, embedded, auto" in proc.stdout
