@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "docker": ("labkit.dmr.cli", "docker_main", "embedded `docker model …`, spelled `labkit docker model …`"),
     "sbx": ("labkit.sbx.cli", "main", "embedded `sbx …` (same syntax)"),
     "audit": ("labkit.sbx.audit", "main", "the policy proxy's raw audit records"),
+    "shell": ("labkit.routing", "shell_main", "a shell where the course's `sbx`/`docker model` work in this mode"),
 }
 
 

@@ -1,0 +1,94 @@
+"""Where the course's `sbx` and `docker model` commands go in the current mode.
+
+In embedded mode the course's commands must still read `sbx create …` and `docker model ls`.
+labkit writes two tiny wrapper scripts into the state folder (`shims/sbx`, `shims/docker`)
+and puts them first on PATH **only** for the commands it runs itself (notebook cells,
+`labkit shell`). Nothing named `sbx` or `docker` is ever installed globally, and a real
+tool that the mode uses is never shadowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from . import modes, paths, probes
+
+_SBX_SHIM = """#!/bin/sh
+# labkit embedded mode: `sbx …` runs labkit's implementation (only on PATH inside labkit's commands).
+exec {python} -m labkit sbx "$@"
+"""
+
+_DOCKER_SHIM = """#!/bin/sh
+# labkit embedded mode: `docker model …` runs labkit's embedded Docker Model Runner CLI;
+# every other docker command goes to the real docker client, if there is one.
+if [ "$1" = model ]; then shift; exec {python} -m labkit model "$@"; fi
+real=$(PATH={outer_path} command -v docker 2>/dev/null)
+if [ -n "$real" ]; then exec "$real" "$@"; fi
+echo "docker: not installed; in embedded mode labkit provides only \\`docker model …\\`" >&2
+exit 127
+"""
+
+
+def _write(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(path)
+
+
+def shim_dirs(res: modes.Resolution, outer_path: str | None = None) -> list[Path]:
+    """The wrapper folders the resolved mode needs first on PATH (none in full live mode)."""
+    outer = outer_path if outer_path is not None else os.environ.get("PATH", "")
+    python = shlex.quote(sys.executable)
+    dirs = []
+    if res.sandboxes.kind == "embedded":
+        d = paths.state_dir("shims", "sbx")
+        _write(d / "sbx", _SBX_SHIM.format(python=python))
+        dirs.append(d)
+    if res.model_server.kind == "embedded":
+        d = paths.state_dir("shims", "docker")
+        _write(d / "docker", _DOCKER_SHIM.format(python=python, outer_path=shlex.quote(_without(outer, dirs))))
+        dirs.append(d)
+    return dirs
+
+
+def _without(path_value: str, dirs: list[Path]) -> str:
+    shims = str(paths.state_dir("shims"))
+    return os.pathsep.join(p for p in path_value.split(os.pathsep) if p and not p.startswith(shims))
+
+
+def course_env(res: modes.Resolution) -> dict[str, str]:
+    """Environment additions under which the course's command lines mean what they say."""
+    outer = _without(os.environ.get("PATH", ""), [])
+    dirs = shim_dirs(res, outer)
+    bindir = str(Path(sys.executable).parent)  # labkit, python, jupyter of the course environment
+    path = os.pathsep.join([*map(str, dirs), bindir, outer])
+    return {"PATH": path, "LABKIT_MODE_RESOLVED": res.label}
+
+
+def shell_main(argv: list[str]) -> int:
+    """`labkit shell [-c COMMAND]`: a bash in which the seed's commands work in the current mode."""
+    parser = argparse.ArgumentParser(
+        prog="labkit shell",
+        description="A shell where `sbx …` and `docker model …` mean the current mode's tools "
+                    "(labkit's in embedded mode; nothing is shadowed in live mode).")
+    parser.add_argument("-c", dest="command", help="run this command line and exit with its status")
+    parser.add_argument("--mode", choices=modes.MODES, help="override LABKIT_MODE (default: auto)")
+    args = parser.parse_args(argv)
+    try:
+        res = modes.resolve(args.mode, dmr=probes.probe_dmr(), sbx=probes.probe_sbx())
+    except modes.ModeError as exc:
+        print(f"labkit shell: {exc}", file=sys.stderr)
+        return 2
+    env = {**os.environ, **course_env(res)}
+    if args.command is not None:
+        return subprocess.call(["bash", "-c", args.command], env=env)
+    print(f"labkit shell — {res.describe()}\n`exit` leaves it.", file=sys.stderr)
+    env["PS1"] = f"(labkit {res.label}) \\w$ "
+    return subprocess.call(["bash", "--norc", "-i"], env=env)
