@@ -1,0 +1,354 @@
+"""llama.cpp inference for the embedded model server: one worker thread, jobs in arrival order.
+
+A llama.cpp context must not be used by two requests at once, and on a 2-core machine two
+generations in parallel would only slow each other down. So every model operation (load,
+chat, completion, embedding, unload) is a job on one FIFO queue, run by one thread that owns
+the models. A job streams its output back to the asyncio side as it is produced; setting a
+job's ``cancel`` (the client went away) stops it before the next token, so the next request
+starts at once. A loaded model stays loaded (DMR's keep-alive ``-1``: "Forever").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .store import StoredModel
+
+log = logging.getLogger("labkit.dmr")
+
+Mode = Literal["completion", "embedding"]
+Kind = Literal["chat", "completion", "embedding", "load", "unload"]
+
+# Context length of the chat runner: at least the model's trained context (SmolLM2: 8192).
+MIN_CONTEXT = 8192
+EMBEDDING_CONTEXT = 2048
+
+
+class EngineError(RuntimeError):
+    """Inference could not run; ``str()`` is safe to show to the client."""
+
+
+class LoadError(EngineError):
+    """The model could not be loaded (DMR answers 500 ``unable to load runner: …``)."""
+
+
+@dataclass
+class Tally:
+    """What one generation did, counted inside llama.cpp's token loop."""
+
+    cancel: threading.Event
+    prompt_tokens: int = 0
+    completion_tokens: int = 0  # sampled tokens, the end-of-generation token included (as llama-server)
+    started: float = 0.0
+    first_token: float | None = None
+    finished: float = 0.0
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+    def timings(self) -> dict[str, float]:
+        """llama-server's ``timings`` block, from our own clock around llama.cpp's loop."""
+        first = self.first_token or self.finished
+        prompt_ms = max(first - self.started, 0.0) * 1000
+        predicted_ms = max(self.finished - first, 0.0) * 1000
+        predicted_n = max(self.completion_tokens - 1, 0)
+        return {
+            "prompt_n": self.prompt_tokens,
+            "prompt_ms": round(prompt_ms, 3),
+            "prompt_per_token_ms": round(prompt_ms / self.prompt_tokens, 3) if self.prompt_tokens else 0.0,
+            "prompt_per_second": round(self.prompt_tokens / prompt_ms * 1000, 3) if prompt_ms else 0.0,
+            "predicted_n": predicted_n,
+            "predicted_ms": round(predicted_ms, 3),
+            "predicted_per_token_ms": round(predicted_ms / predicted_n, 3) if predicted_n else 0.0,
+            "predicted_per_second": round(predicted_n / predicted_ms * 1000, 3) if predicted_ms else 0.0,
+        }
+
+
+_DONE = object()
+
+
+@dataclass
+class Job:
+    """One unit of work for the worker thread, with a way back to the asyncio side."""
+
+    kind: Kind
+    model: StoredModel | None
+    model_name: str = ""  # the reference the client used (DMR's runner records it)
+    params: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    tally: Tally = field(init=False)
+    _emit: Callable[[Any], None] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tally = Tally(self.cancel)
+
+    def emit(self, item: Any) -> None:
+        if self._emit is not None:
+            self._emit(item)
+
+
+@dataclass
+class Runner:
+    """A loaded model, as `/engines/ps` reports it."""
+
+    model_id: str
+    model_name: str
+    mode: Mode
+    llm: Any = None
+    loading: bool = True
+    in_use: bool = False
+    last_used: float = field(default_factory=time.time)
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "backend_name": "llama.cpp",
+            "model_name": self.model_name,
+            "mode": self.mode,
+            "last_used": datetime.fromtimestamp(self.last_used, UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if self.in_use:
+            out["in_use"] = True
+        if self.loading:
+            out["loading"] = True
+        out["keep_alive"] = "-1"  # embedded runners are never evicted: `docker model ps` shows Forever
+        return out
+
+
+_LLAMA_CLASS: Any = None
+
+
+def _llama_class() -> Any:
+    """``Llama`` with a token loop that counts and can be cancelled (imported lazily: startup speed)."""
+    global _LLAMA_CLASS
+    if _LLAMA_CLASS is None:
+        from llama_cpp import Llama
+
+        class CountingLlama(Llama):  # type: ignore[misc]
+            tally: Tally | None = None
+
+            def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
+                tally = self.tally
+                if tally is None:
+                    yield from super().generate(tokens, *args, **kwargs)
+                    return
+                tally.prompt_tokens = len(tokens)
+                tally.started = time.perf_counter()
+                for token in super().generate(tokens, *args, **kwargs):
+                    tally.completion_tokens += 1
+                    if tally.first_token is None:
+                        tally.first_token = time.perf_counter()
+                    if tally.cancel.is_set():
+                        return
+                    yield token
+
+        _LLAMA_CLASS = CountingLlama
+    return _LLAMA_CLASS
+
+
+def default_threads() -> int:
+    """llama.cpp threads: ``LABKIT_DMR_THREADS``, else all cores but one.
+
+    Measured on the 2-core course machine: with both cores busy in llama.cpp, the HTTP
+    server, the client and anything else running fight its spinning threads and a
+    generation gets several times slower; one thread leaves a core for everything else.
+    """
+    raw = os.environ.get("LABKIT_DMR_THREADS", "")
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def quiet_openmp() -> None:
+    """Let idle llama.cpp worker threads sleep instead of spin (set before llama_cpp loads)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def load_llama(path: str, mode: Mode, context: int | None, threads: int | None = None) -> Any:
+    """A llama.cpp model ready for ``mode``; the chat template comes from the GGUF itself."""
+    quiet_openmp()
+    import llama_cpp
+
+    threads = threads or default_threads()
+    if mode == "embedding":
+        return _llama_class()(
+            model_path=path, embedding=True, n_ctx=EMBEDDING_CONTEXT, n_batch=EMBEDDING_CONTEXT,
+            n_ubatch=EMBEDDING_CONTEXT, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            n_threads=threads, n_threads_batch=threads, verbose=False,
+        )
+    llm = _llama_class()(
+        model_path=path, n_ctx=max(MIN_CONTEXT, context or 0), n_threads=threads,
+        n_threads_batch=threads, verbose=False,
+    )
+    # Warm up as llama-server does: the first decode pays for touching every weight page.
+    llm.eval(llm.tokenize(b"Hello", add_bos=True, special=True))
+    llm.reset()
+    return llm
+
+
+class Engine:
+    """The embedded runners: load, infer and unload, strictly one job at a time."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or default_threads()
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._runners: dict[tuple[str, Mode], Runner] = {}
+        self._lock = threading.Lock()  # guards _runners for status readers
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="llama.cpp", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def preload(self, model: StoredModel, name: str) -> None:
+        """Queue a load so the first request does not wait for it (fire and forget)."""
+        self._jobs.put(Job("load", model, name))
+
+    async def unload(self, model_ids: set[str] | None) -> int:
+        """Unload runners (``None``: all) after the jobs already queued; how many were loaded."""
+        counts = [n async for n in self.run(Job("unload", None, params={"ids": model_ids}))]
+        return int(counts[0]) if counts else 0
+
+    def forget(self, model_ids: set[str]) -> None:
+        """Queue unloading of models that left the store (fire and forget)."""
+        self._jobs.put(Job("unload", None, params={"ids": model_ids}))
+
+    def runners(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.status() for r in self._runners.values()]
+
+    def loaded_names(self) -> list[str]:
+        with self._lock:
+            return [r.model_name for r in self._runners.values() if not r.loading]
+
+    # -- the asyncio side --------------------------------------------------------------------
+
+    async def run(self, job: Job) -> AsyncIterator[Any]:
+        """Queue ``job`` and yield what it produces; leaving early cancels it."""
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        job._emit = lambda item: loop.call_soon_threadsafe(items.put_nowait, item)
+        self.start()
+        self._jobs.put(job)
+        finished = False
+        try:
+            while (item := await items.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            finished = True
+        finally:
+            if not finished:  # the consumer left early (client gone) or the job failed
+                job.cancel.set()
+
+    # -- the worker thread -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                if not job.cancel.is_set():
+                    self._execute(job)
+            except Exception as exc:  # delivered to the waiting request, never kills the worker
+                if not isinstance(exc, EngineError | ValueError):
+                    log.exception("%s job failed", job.kind)
+                job.emit(exc)
+            finally:
+                job.emit(_DONE)
+
+    def _execute(self, job: Job) -> None:
+        if job.kind == "unload":
+            job.emit(self._drop(job.params.get("ids")))
+            return
+        assert job.model is not None
+        mode: Mode = "embedding" if job.kind == "embedding" else "completion"
+        runner = self._runner(job.model, job.model_name, mode)
+        if job.kind == "load":
+            return
+        runner.in_use, runner.last_used = True, time.time()
+        tally = job.tally
+        runner.llm.tally = tally
+        try:
+            if job.kind == "embedding":
+                job.emit(_embed(runner.llm, job.params["input"], job.model_name))
+                return
+            create = runner.llm.create_chat_completion if job.kind == "chat" else runner.llm.create_completion
+            chunks = create(stream=True, **job.params)
+            try:
+                for chunk in chunks:
+                    if job.cancel.is_set():
+                        break
+                    job.emit(chunk)
+            finally:
+                chunks.close()
+                tally.finished = time.perf_counter()
+        finally:
+            runner.llm.tally = None
+            runner.in_use, runner.last_used = False, time.time()
+
+    def _runner(self, model: StoredModel, name: str, mode: Mode) -> Runner:
+        key = (model.id, mode)
+        with self._lock:
+            runner = self._runners.get(key)
+        if runner is not None:
+            return runner
+        # One chat model at a time: loading another one unloads the previous (memory on 2 cores).
+        self._drop({m for (m, md) in list(self._runners) if md == mode and m != model.id}, mode)
+        runner = Runner(model.id, name or (model.tags[0] if model.tags else model.id), mode)
+        with self._lock:
+            self._runners[key] = runner
+        t0 = time.perf_counter()
+        try:
+            path = str(model.check_file())
+            runner.llm = load_llama(path, mode, model.context_size, self.threads)
+        except Exception as exc:
+            with self._lock:
+                self._runners.pop(key, None)
+            raise LoadError(f"unable to load runner: {exc}") from exc
+        runner.loading = False
+        log.info("loaded %s (%s) in %.2f s", runner.model_name, mode, time.perf_counter() - t0)
+        return runner
+
+    def _drop(self, ids: set[str] | None, mode: Mode | None = None) -> int:
+        with self._lock:
+            keys = [k for k in self._runners if (ids is None or k[0] in ids) and (mode is None or k[1] == mode)]
+            dropped = [self._runners.pop(k) for k in keys]
+        for runner in dropped:
+            if runner.llm is not None:
+                runner.llm.close()
+        return len(dropped)
+
+
+def _embed(llm: Any, texts: list[str], model_name: str) -> dict[str, Any]:
+    """OpenAI's embedding list; vectors are L2-normalised as llama-server's default."""
+    vectors, tokens = llm.embed(texts, return_count=True)
+    data = []
+    for index, vector in enumerate(vectors):
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        data.append({"object": "embedding", "index": index, "embedding": [v / norm for v in vector]})
+    return {
+        "object": "list", "data": data, "model": model_name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

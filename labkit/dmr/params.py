@@ -1,0 +1,157 @@
+"""OpenAI-style request bodies → llama-cpp-python arguments, with llama-server's defaults.
+
+DMR forwards the body unchanged to llama.cpp's server (reference §2.6), so sampling defaults
+and the handling of `temperature`, `top_p`, `max_tokens`, `stop`, `seed` … are llama-server's.
+A wrong value is answered the way llama-server answers it: 400 with a JSON error object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# llama-server's sampling defaults (its `common_params_sampling`).
+DEFAULTS: dict[str, float | int] = {
+    "temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0,
+    "presence_penalty": 0.0, "frequency_penalty": 0.0,
+}
+
+
+class BadParam(ValueError):
+    """A request field has the wrong type or value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the HTTP layer needs besides the llama-cpp-python arguments."""
+
+    stream: bool = False
+    include_usage: bool = False
+
+
+def _number(body: dict[str, Any], key: str, default: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadParam(f"'{key}' must be a number")
+    return float(value)
+
+
+def _integer(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadParam(f"'{key}' must be an integer")
+    return value
+
+
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    """The sampling fields every generation endpoint shares."""
+    args: dict[str, Any] = {
+        "temperature": _number(body, "temperature", float(DEFAULTS["temperature"])),
+        "top_p": _number(body, "top_p", float(DEFAULTS["top_p"])),
+        "min_p": _number(body, "min_p", float(DEFAULTS["min_p"])),
+        "repeat_penalty": _number(body, "repeat_penalty", float(DEFAULTS["repeat_penalty"])),
+        "presence_penalty": _number(body, "presence_penalty", float(DEFAULTS["presence_penalty"])),
+        "frequency_penalty": _number(body, "frequency_penalty", float(DEFAULTS["frequency_penalty"])),
+    }
+    top_k = _integer(body, "top_k")
+    args["top_k"] = int(DEFAULTS["top_k"]) if top_k is None else top_k
+    # `max_completion_tokens` is OpenAI's newer name, `n_predict` llama-server's own; -1 or none: no limit.
+    limit = next((_integer(body, k) for k in ("max_completion_tokens", "max_tokens", "n_predict")
+                  if body.get(k) is not None), None)
+    if limit is not None and limit == 0:
+        raise BadParam("'max_tokens' must be at least 1 (or -1 for no limit)")
+    args["max_tokens"] = None if limit is None or limit < 0 else limit
+    seed = _integer(body, "seed")
+    args["seed"] = None if seed is None or seed < 0 else seed
+    stop = body.get("stop")
+    if stop is None:
+        args["stop"] = []
+    elif isinstance(stop, str):
+        args["stop"] = [stop]
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        args["stop"] = list(stop)
+    else:
+        raise BadParam("'stop' must be a string or a list of strings")
+    bias = body.get("logit_bias")
+    if bias is not None:
+        if not isinstance(bias, dict):
+            raise BadParam("'logit_bias' must be an object of token id → bias")
+        try:
+            args["logit_bias"] = {int(k): float(v) for k, v in bias.items()}
+        except (TypeError, ValueError):
+            raise BadParam("'logit_bias' keys must be token ids and values numbers") from None
+    n = _integer(body, "n")
+    if n is not None and n != 1:
+        raise BadParam("Only one completion choice is allowed")
+    return args
+
+
+def _options(body: dict[str, Any]) -> Options:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadParam("'stream' must be a boolean")
+    stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise BadParam("'stream_options' must be an object")
+    return Options(stream=stream, include_usage=bool(stream_options.get("include_usage")))
+
+
+def _text_content(content: Any, index: int) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise BadParam(f"messages[{index}]: only text content parts are supported by this model")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise BadParam(f"messages[{index}].content must be a string or a list of content parts")
+
+
+def chat(body: dict[str, Any], model_name: str) -> tuple[dict[str, Any], Options]:
+    """Arguments for ``Llama.create_chat_completion`` (tools are ignored: the model has none)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadParam("'messages' is required and must be a non-empty array")
+    clean = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadParam(f"messages[{i}] must be an object with a 'role'")
+        clean.append({"role": message["role"], "content": _text_content(message.get("content"), i)})
+    args = {"messages": clean, "model": model_name, **_sampling(body)}
+    response_format = body.get("response_format")
+    if response_format is not None:
+        if not isinstance(response_format, dict) or response_format.get("type") not in (
+            "text", "json_object", "json_schema"
+        ):
+            raise BadParam("'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\"}")
+        if response_format["type"] != "text":
+            args["response_format"] = response_format
+    return args, _options(body)
+
+
+def completion(body: dict[str, Any], model_name: str) -> tuple[dict[str, Any], Options]:
+    """Arguments for ``Llama.create_completion``."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        pass  # a list of token ids
+    elif not isinstance(prompt, str):
+        raise BadParam("'prompt' is required and must be a string")
+    return {"prompt": prompt, "model": model_name, **_sampling(body)}, _options(body)
+
+
+def embedding(body: dict[str, Any]) -> list[str]:
+    """The texts of an embeddings request."""
+    texts = body.get("input", body.get("content"))
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts):
+        return list(texts)
+    raise BadParam("'input' is required and must be a string or a list of strings")

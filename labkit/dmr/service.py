@@ -1,0 +1,103 @@
+"""`labkit up | down | status` for the embedded model server (the ``dmr`` background service).
+
+Same contract as every lab service: ``start() -> str`` (idempotent), ``stop() -> str``,
+``status() -> (running, one line)``. A taken port is explained: a real Docker Model Runner
+there means the learner should use live mode instead.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+from .. import paths
+from ..daemon import Service, ServiceError, python_module
+from ..probes import EMBEDDED_HEADER, port_free, port_holder, probe_dmr
+
+NAME = "dmr"
+
+
+def base_url(port: int | None = None) -> str:
+    return f"http://127.0.0.1:{port or paths.dmr_port()}"
+
+
+def _get(port: int, path: str, timeout: float = 0.5) -> tuple[int, dict[str, str], bytes] | None:
+    """A tiny GET with the standard library (fast to import: it is polled during start)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def ours_answers(port: int) -> bool:
+    """Does labkit's embedded server (not something else) answer on ``port``?"""
+    got = _get(port, "/")
+    return got is not None and got[0] == 200 and got[1].get(EMBEDDED_HEADER) == "1"
+
+
+def service(port: int | None = None) -> Service:
+    port = port or paths.dmr_port()
+    return Service(
+        name=NAME,
+        argv=python_module("labkit.dmr.server", "--host", "127.0.0.1", "--port", str(port)),
+        ready=lambda: ours_answers(port),
+    )
+
+
+def _port_taken(port: int) -> str:
+    probe = probe_dmr(port)
+    if probe.real:
+        return (f"port {port} is taken by a real Docker Model Runner ({probe.detail}). "
+                "Use it: live mode, LABKIT_MODE=live (or set LABKIT_DMR_PORT to another port).")
+    if probe.embedded:
+        return (f"port {port} is taken by another labkit embedded model server ({port_holder(port)}), "
+                "probably started with another LABKIT_HOME: run `labkit down` there, or set LABKIT_DMR_PORT.")
+    return f"port {port} is taken by {port_holder(port)}: free it, or set LABKIT_DMR_PORT to a free port."
+
+
+def start() -> str:
+    """Start the model server in the background unless it runs; one line says where."""
+    port = paths.dmr_port()
+    svc = service(port)
+    pid = svc.pid()
+    if pid is None and not port_free(port):
+        raise ServiceError(_port_taken(port))
+    pid, started, seconds = svc.start()
+    if not started:
+        return f"model server: already running at {base_url(port)} (pid {pid})"
+    return f"model server: {base_url(port)} (pid {pid}, answering after {seconds:.2f} s) · log {svc.logfile}"
+
+
+def stop() -> str:
+    stopped = service().stop()
+    if stopped:
+        return f"model server: stopped (pulled models stay in {paths.state_dir('models')})"
+    return "model server: not running"
+
+
+def loaded_models(port: int | None = None) -> list[str]:
+    """Names of the models the running server has loaded (empty when none or not running)."""
+    got = _get(port or paths.dmr_port(), "/engines/ps", timeout=2.0)
+    if got is None or got[0] != 200:
+        return []
+    try:
+        return [str(r.get("model_name", "?")) for r in json.loads(got[2]) if not r.get("loading")]
+    except (ValueError, AttributeError):
+        return []
+
+
+def status() -> tuple[bool, str]:
+    port = paths.dmr_port()
+    svc = service(port)
+    pid = svc.pid()
+    if pid is None:
+        return False, f"model server: not running (start it: labkit up) · log {svc.logfile}"
+    if not ours_answers(port):
+        return False, f"model server: pid {pid} does not answer on {base_url(port)}; see its log {svc.logfile}"
+    models = ", ".join(loaded_models(port)) or "none loaded yet"
+    return True, f"model server: {base_url(port)} · pid {pid} · model: {models} · log {svc.logfile}"
