@@ -142,6 +142,15 @@ def _parse_target(method: str, target: str) -> tuple[str, int, str]:
     return parts.hostname, parts.port or 80, path
 
 
+def _reason(exc: BaseException) -> str:
+    """A short reason for a failed connect ("connection refused"), not asyncio's long message."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT:.0f} s"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
+
 def _loopback(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%")[0])
     return ip.is_loopback or ip.is_unspecified
@@ -298,7 +307,7 @@ class ProxyServer:
             try:
                 return await asyncio.wait_for(asyncio.open_connection(address, verdict.port), CONNECT_TIMEOUT)
             except (TimeoutError, OSError) as exc:
-                last = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+                last = _reason(exc)
         return f"Bad gateway: could not connect to {verdict.normalized} ({last.lower()})\n"
 
     # ---- responses the proxy makes itself ----------------------------------------------------
