@@ -1,0 +1,214 @@
+"""The model API over HTTP (DMR's OpenAI-compatible routes), with DMR's failures told plainly.
+
+DMR answers errors in plain text (`error while getting model: … model not found`), not the
+OpenAI JSON an SDK expects, so this client reads the status and body itself and raises a
+``ToolError`` that says which model to pull or which port to enable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..records import ModelInfo
+from .errors import ToolError, first_line
+from .model_cli import ModelCli
+from .model_output import DMR_START_FIX, model_from_json, not_pulled
+
+Messages = str | Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A finished chat completion."""
+
+    content: str
+    model: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # the response JSON as the server sent it
+
+
+@dataclass(frozen=True)
+class ChatChunk:
+    """One streamed delta (`chat.completion.chunk`)."""
+
+    content: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelApi:
+    """DMR's HTTP API at ``base_url`` (e.g. ``http://localhost:12434``).
+
+    ``cli``, when given, is asked why nothing answers (runner stopped, or its TCP port not
+    enabled); ``transport`` lets tests answer without a server.
+    """
+
+    def __init__(self, base_url: str = "http://localhost:12434", engine: str = "llama.cpp", timeout: float = 300.0,
+                 cli: ModelCli | None = None, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.engine = engine
+        self.cli = cli
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0), transport=transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ModelApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def openai_base(self) -> str:
+        """The base URL an OpenAI client uses: ``…/engines/llama.cpp/v1``."""
+        return f"{self.base_url}/engines/{self.engine}/v1" if self.engine else f"{self.base_url}/engines/v1"
+
+    def models(self) -> list[ModelInfo]:
+        """`GET /models`: the local store, same records as `docker model ls --json`."""
+        return [model_from_json(item) for item in self._request("GET", "/models").json()]
+
+    def model_ids(self) -> list[str]:
+        """`GET …/v1/models`: the ids an OpenAI client sends (often `docker.io/ai/x:latest`)."""
+        return [item["id"] for item in self._request("GET", self._v1("/models")).json().get("data") or ()]
+
+    @overload
+    def chat(self, model: str, messages: Messages, stream: Literal[False] = False, **params: Any) -> ChatResult: ...
+
+    @overload
+    def chat(self, model: str, messages: Messages, stream: Literal[True], **params: Any) -> Iterator[ChatChunk]: ...
+
+    def chat(self, model: str, messages: Messages, stream: bool = False,
+             **params: Any) -> ChatResult | Iterator[ChatChunk]:
+        """A chat completion; a plain string is one user message. ``stream=True`` yields deltas."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        body = {**params, "model": model, "messages": list(messages), "stream": stream}
+        if stream:
+            return self._stream(model, body)
+        data = _json_body(self._request("POST", self._v1("/chat/completions"), model=model, json=body).text)
+        choice = (data.get("choices") or [{}])[0]
+        return ChatResult(content=(choice.get("message") or {}).get("content") or "", model=data.get("model", ""),
+                          finish_reason=choice.get("finish_reason"), usage=data.get("usage") or {}, raw=data)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _v1(self, path: str) -> str:
+        return self.openai_base.removeprefix(self.base_url) + path
+
+    def _request(self, method: str, path: str, model: str = "", **kwargs: Any) -> httpx.Response:
+        try:
+            resp = self._client.request(method, self.base_url + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, method, path) from None
+        if resp.status_code >= 400:
+            raise self._http_error(resp, method, path, model)
+        return resp
+
+    def _stream(self, model: str, body: dict[str, Any]) -> Iterator[ChatChunk]:
+        path = self._v1("/chat/completions")
+        try:
+            with self._client.stream("POST", self.base_url + path, json=body) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise self._http_error(resp, "POST", path, model)
+                for line in resp.iter_lines():
+                    chunk = _sse_chunk(line)
+                    if chunk is _DONE:
+                        return
+                    if chunk is not None:
+                        yield chunk
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, "POST", path) from None
+
+    def _transport_error(self, exc: httpx.HTTPError, method: str, path: str) -> ToolError:
+        where = urlsplit(self.base_url).netloc
+        if isinstance(exc, httpx.TimeoutException):
+            return ToolError(f"the model API at {where} did not answer in time ({method} {path})",
+                             "a first request loads the model: retry; check the runner with: docker model status",
+                             "timeout")
+        if isinstance(exc, httpx.ConnectError):
+            return self._unreachable(where)
+        return ToolError(f"the connection to the model API at {where} failed: {type(exc).__name__}: {exc}",
+                         "retry; check the runner with: docker model status", "api_error")
+
+    def _unreachable(self, where: str) -> ToolError:
+        """Nothing answers: ask `docker model status` whether the runner is up (then TCP is off)."""
+        if self.cli is not None:
+            try:
+                status = self.cli.status()
+            except ToolError as err:
+                return err  # e.g. Docker itself is not running: that is the thing to fix
+            if status.running:
+                return ToolError(f"Docker Model Runner is running, but nothing answers on {where}: "
+                                 "its host TCP port is not enabled",
+                                 "docker desktop enable model-runner --tcp 12434   (or Settings → AI → host-side TCP)",
+                                 "dmr_tcp_disabled")
+        return ToolError(f"nothing answers on {where}: Docker Model Runner is not running "
+                         "(or its TCP port is not enabled)", DMR_START_FIX, "dmr_not_running")
+
+    def _http_error(self, resp: httpx.Response, method: str, path: str, model: str) -> ToolError:
+        text = resp.text.strip()
+        said = _error_message(text)
+        if resp.status_code == 404 and "model not found" in text.lower():
+            m = re.search(r"""get model '"?(.+?)"?'""", text)
+            return not_pulled(m[1] if m else model or "?", text)
+        if resp.status_code == 404:
+            return ToolError(f"the model API has no route {method} {path} (HTTP 404: {said})",
+                             f"OpenAI-compatible routes live under {self.openai_base}/ (e.g. …/chat/completions)",
+                             "api_error", detail=text)
+        if resp.status_code == 503:
+            return ToolError(f"Docker Model Runner is not running (HTTP 503: {said})", DMR_START_FIX,
+                             "dmr_not_running", detail=text)
+        m = re.search(r"run: (.+)$", said)
+        return ToolError(f"the model API answered HTTP {resp.status_code} to {method} {path}: {said}",
+                         m[1] if m else "", "api_error", detail=text)
+
+
+_DONE = ChatChunk()  # sentinel for `data: [DONE]`
+
+
+def _sse_chunk(line: str) -> ChatChunk | None:
+    """One SSE line: a chunk, ``_DONE``, or None (blank lines, `Installing … backend...` notices)."""
+    line = line.strip()
+    if line.startswith("error:"):
+        raise ToolError(f"the model failed mid-answer: {_error_message(line[6:].strip())}", kind="api_error",
+                        detail=line)
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return _DONE
+    data = json.loads(payload)
+    choice = (data.get("choices") or [{}])[0]
+    delta = choice.get("delta") or {}
+    return ChatChunk(content=delta.get("content") or "", reasoning=delta.get("reasoning_content") or "",
+                     finish_reason=choice.get("finish_reason"), usage=data.get("usage"), raw=data)
+
+
+def _json_body(text: str) -> dict[str, Any]:
+    """The JSON answer, after any plain-text `Installing <backend> backend...` lines."""
+    start = text.find("{")
+    return json.loads(text[start:] if start > 0 else text)
+
+
+def _error_message(text: str) -> str:
+    """The message of an error body: DMR's plain text, or the `error.message` of a JSON one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return first_line(text) or "(empty body)"
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])
+    return first_line(text)
