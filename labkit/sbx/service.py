@@ -52,9 +52,9 @@ def control(method: str, target: str, timeout: float = 10.0) -> tuple[int, Any]:
     sock = unixsock.connect(control_socket(), timeout)
     conn = h11.Connection(h11.CLIENT)
     try:
-        sock.sendall(conn.send(h11.Request(method=method, target=target, headers=[
-            ("host", "labkit-proxy"), ("content-length", "0"), ("connection", "close")])) or b"")
-        sock.sendall(conn.send(h11.EndOfMessage()) or b"")
+        head = conn.send(h11.Request(method=method, target=target, headers=[
+            ("host", "labkit-proxy"), ("content-length", "0"), ("connection", "close")])) or b""
+        sock.sendall(head + (conn.send(h11.EndOfMessage()) or b""))  # one write: the proxy may answer and close
         status, body = 0, b""
         while True:
             event = conn.next_event()
