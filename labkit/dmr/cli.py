@@ -30,6 +30,10 @@ EMBEDDED_ONLY = (
 )
 
 
+# Extra chat fields `run` sends. DMR's `run` has no flag for them; tests cap `max_tokens` here.
+RUN_EXTRA: dict[str, Any] = {}
+
+
 class CliError(Exception):
     """A failure to report: printed to stderr as is, exit code 1."""
 
@@ -334,7 +338,7 @@ def _piped_stdin() -> str:
 
 def _chat(client: Client, model: str, prompt: str) -> None:
     """Stream one chat completion to stdout, as `docker model run MODEL PROMPT` does."""
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True}
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True, **RUN_EXTRA}
     usage = None
     with client.stream("POST", "/engines/v1/chat/completions", json=body) as resp:
         if resp.status_code != 200:
