@@ -12,10 +12,10 @@ import shlex
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import ToolError, first_line
+from .errors import ToolError, first_line, refix
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,16 @@ class Cli:
     install_fix = ""
     timeout_fix = ""
 
-    def __init__(self, prefix: Sequence[str], timeout: float = 60.0) -> None:
+    def __init__(self, prefix: Sequence[str], timeout: float = 60.0, fixes: Mapping[str, str] | None = None) -> None:
         if not prefix:
             raise ValueError("the argv prefix must name an executable")
         self.prefix = list(prefix)
         self.timeout = timeout
+        # kind -> fix, replacing the live tool's advice (embedded mode: "labkit up", not Docker Desktop)
+        self.fixes = dict(fixes or {})
+
+    def refix(self, err: ToolError) -> ToolError:
+        return refix(err, self.fixes)
 
     def argv(self, *args: str) -> list[str]:
         """The full argv for ``args``, e.g. for a caller that streams the command itself."""
@@ -82,7 +87,7 @@ class Cli:
             raise self._timed_out(args, limit, Completed(tuple(argv), -9, decode(out), decode(err))) from None
         done = Completed(tuple(argv), proc.returncode, decode(out), decode(err))
         if check and done.code != 0:
-            raise self.classify(done) or self.failed(args, done)
+            raise self.refix(self.classify(done) or self.failed(args, done))
         return done
 
     def stream(self, args: Sequence[str], on_line: Callable[[str], None] | None,
@@ -118,7 +123,7 @@ class Cli:
         if fired.is_set():
             raise self._timed_out(args, limit, done)
         if code != 0:
-            raise self.classify(done) or self.failed(args, done)
+            raise self.refix(self.classify(done) or self.failed(args, done))
         return done
 
     def failed(self, args: Sequence[str], done: Completed) -> ToolError:
@@ -132,13 +137,13 @@ class Cli:
             return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                     start_new_session=True)
         except (FileNotFoundError, PermissionError, NotADirectoryError):
-            raise ToolError(f"`{argv[0]}` is not installed here (not found on PATH)", self.install_fix,
-                            "tool_missing") from None
+            raise self.refix(ToolError(f"`{argv[0]}` is not installed here (not found on PATH)", self.install_fix,
+                                       "tool_missing")) from None
 
     def _timed_out(self, args: Sequence[str], limit: float, partial: Completed) -> ToolError:
         # A login flow or a daemon start that hangs says so before it hangs: name that, not the timeout.
         known = self.classify(partial)
         if known is not None and known.kind != "command_failed":
-            return known
-        return ToolError(f"`{self.show(args)}` did not finish within {limit:g}s", self.timeout_fix, "timeout",
-                         detail=partial.text)
+            return self.refix(known)
+        return self.refix(ToolError(f"`{self.show(args)}` did not finish within {limit:g}s", self.timeout_fix,
+                                    "timeout", detail=partial.text))

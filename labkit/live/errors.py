@@ -7,6 +7,7 @@ whose text says what happened and what to type next.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 Kind = Literal[
@@ -55,3 +56,10 @@ def first_line(text: str, limit: int = 200) -> str:
         if line.strip():
             return line.strip()[:limit]
     return ""
+
+
+def refix(err: ToolError, fixes: Mapping[str, str]) -> ToolError:
+    """``err`` with the fix ``fixes`` gives for its kind (embedded mode says `labkit up`, not Docker Desktop)."""
+    if err.kind in fixes:
+        err.fix = fixes[err.kind]
+    return err

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..records import ModelInfo
-from .errors import ToolError, first_line
+from .errors import ToolError, first_line, refix
 from .model_cli import ModelCli
 from .model_output import DMR_START_FIX, model_from_json, not_pulled
 
@@ -50,14 +50,17 @@ class ModelApi:
     """DMR's HTTP API at ``base_url`` (e.g. ``http://localhost:12434``).
 
     ``cli``, when given, is asked why nothing answers (runner stopped, or its TCP port not
-    enabled); ``transport`` lets tests answer without a server.
+    enabled); ``fixes`` (kind -> fix) replaces the live advice, e.g. in embedded mode;
+    ``transport`` lets tests answer without a server.
     """
 
     def __init__(self, base_url: str = "http://localhost:12434", engine: str = "llama.cpp", timeout: float = 300.0,
-                 cli: ModelCli | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 cli: ModelCli | None = None, fixes: Mapping[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.engine = engine
         self.cli = cli
+        self.fixes = dict(fixes or {})
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0), transport=transport)
 
     def close(self) -> None:
@@ -110,9 +113,9 @@ class ModelApi:
         try:
             resp = self._client.request(method, self.base_url + path, **kwargs)
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, method, path) from None
+            raise refix(self._transport_error(exc, method, path), self.fixes) from None
         if resp.status_code >= 400:
-            raise self._http_error(resp, method, path, model)
+            raise refix(self._http_error(resp, method, path, model), self.fixes)
         return resp
 
     def _stream(self, model: str, body: dict[str, Any]) -> Iterator[ChatChunk]:
@@ -121,7 +124,7 @@ class ModelApi:
             with self._client.stream("POST", self.base_url + path, json=body) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise self._http_error(resp, "POST", path, model)
+                    raise refix(self._http_error(resp, "POST", path, model), self.fixes)
                 for line in resp.iter_lines():
                     chunk = _sse_chunk(line)
                     if chunk is _DONE:
@@ -129,7 +132,7 @@ class ModelApi:
                     if chunk is not None:
                         yield chunk
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "POST", path) from None
+            raise refix(self._transport_error(exc, "POST", path), self.fixes) from None
 
     def _transport_error(self, exc: httpx.HTTPError, method: str, path: str) -> ToolError:
         where = urlsplit(self.base_url).netloc

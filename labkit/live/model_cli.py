@@ -7,7 +7,7 @@ The argv prefix is a parameter: ``["docker", "model"]`` for the real plugin,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..records import ModelInfo
 from . import model_output
@@ -24,8 +24,8 @@ class ModelCli(Cli):
     timeout_fix = "check that Docker is running: docker model status"
 
     def __init__(self, prefix: Sequence[str] = ("docker", "model"), timeout: float = 60.0,
-                 pull_timeout: float = 3600.0) -> None:
-        super().__init__(prefix, timeout)
+                 pull_timeout: float = 3600.0, fixes: Mapping[str, str] | None = None) -> None:
+        super().__init__(prefix, timeout, fixes)
         self.pull_timeout = pull_timeout
 
     def classify(self, done: Completed) -> ToolError | None:
@@ -66,8 +66,10 @@ class ModelCli(Cli):
         if known is not None and known.kind == "dmr_not_running":
             return ModelStatus(running=False, detail=first_line(done.text))
         if known is not None:
-            raise known
+            raise self.refix(known)
+        if done.code != 0 and not done.out.lstrip().startswith("{"):  # not an answer about the runner
+            raise self.refix(self.failed(args, done))
         try:
             return model_output.parse_status(done.out)
         except ValueError:
-            raise self.failed(args, done) from None
+            raise self.refix(self.failed(args, done)) from None

@@ -106,9 +106,10 @@ def parse_status(text: str) -> ModelStatus:
     body = text.strip()
     if body.startswith("{"):
         data = json.loads(body)
-        return ModelStatus(running=bool(data.get("running")), backends=dict(data.get("backends") or {}),
-                           kind=data.get("kind", ""), endpoint=data.get("endpoint", ""),
-                           endpoint_host=data.get("endpointHost", ""))
+        running = bool(data.get("running"))
+        return ModelStatus(running=running, backends=dict(data.get("backends") or {}), kind=data.get("kind", ""),
+                           endpoint=data.get("endpoint", ""), endpoint_host=data.get("endpointHost", ""),
+                           detail="" if running else NOT_RUNNING)
     lines = text.splitlines()
     if any(line.startswith(NOT_RUNNING) for line in lines):
         return ModelStatus(running=False, detail=NOT_RUNNING)

@@ -26,8 +26,9 @@ class SbxCli(Cli):
     install_fix = "install Docker Sandboxes (sbx), or run the course in embedded mode: LABKIT_MODE=embedded"
     timeout_fix = "check that `sbx ls` answers in a terminal (it may ask you to sign in: sbx login)"
 
-    def __init__(self, prefix: Sequence[str] = ("sbx",), timeout: float = 60.0, long_timeout: float = 900.0) -> None:
-        super().__init__(prefix, timeout)
+    def __init__(self, prefix: Sequence[str] = ("sbx",), timeout: float = 60.0, long_timeout: float = 900.0,
+                 fixes: Mapping[str, str] | None = None) -> None:
+        super().__init__(prefix, timeout, fixes)
         self.long_timeout = long_timeout  # create and exec: a first create may pull an image
         self._version: SbxVersion | None = None
 
@@ -57,8 +58,8 @@ class SbxCli(Cli):
         self.run(["create", "--name", name, agent, *paths], timeout=self.long_timeout)
         box = self.get(name)
         if box is None:
-            raise ToolError(f"`sbx create` succeeded but `sbx ls` does not list '{name}'",
-                            "run `sbx ls` in a terminal and check the name", "command_failed")
+            raise self.refix(ToolError(f"`sbx create` succeeded but `sbx ls` does not list '{name}'",
+                                       "run `sbx ls` in a terminal and check the name", "command_failed"))
         return box
 
     def exec_args(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
@@ -86,7 +87,7 @@ class SbxCli(Cli):
         """The sandbox, or a ``sandbox_not_found`` error."""
         box = self.get(name)
         if box is None:
-            raise sbx_output.missing_sandbox(name)
+            raise self.refix(sbx_output.missing_sandbox(name))
         return box
 
     def stop(self, name: str) -> None:
@@ -163,11 +164,11 @@ class SbxCli(Cli):
         """
         version = self.version()
         if not version.at_least(0, 35):
-            raise ToolError(f"`sbx policy check` needs sbx v0.35 or newer (this is {version})",
-                            "upgrade sbx, or read the rules: sbx policy ls", "unsupported")
+            raise self.refix(ToolError(f"`sbx policy check` needs sbx v0.35 or newer (this is {version})",
+                                       "upgrade sbx, or read the rules: sbx policy ls", "unsupported"))
         args = ["policy", "check", "network", *(["--sandbox", sandbox] if sandbox else []), target]
         done = self.run(args, check=False)  # a denied target may exit non-zero: the text decides
         verdict = sbx_output.parse_check(done.text)
         if verdict is None:
-            raise self.classify(done) or self.failed(args, done)
+            raise self.refix(self.classify(done) or self.failed(args, done))
         return verdict

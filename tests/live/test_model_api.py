@@ -191,3 +191,8 @@ def test_nothing_answers_without_a_cli() -> None:
     with ModelApi(f"http://127.0.0.1:{closed_port()}") as api:
         err = caught(lambda: api.chat(TAG, "hi"))
     assert err.kind == "dmr_not_running"
+
+
+def test_fixes_for_the_mode() -> None:
+    with ModelApi(f"http://127.0.0.1:{closed_port()}", fixes={"dmr_not_running": "labkit up"}) as api:
+        assert caught(api.models).fix == "labkit up"

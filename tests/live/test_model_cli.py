@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from labkit.live import model_output as mo
@@ -129,3 +131,22 @@ def test_models_json_from_the_reference() -> None:
                               "256.35 MiB", 8192)
     assert first.name == "smollm2"
     assert untagged == ModelInfo("sha256:00", ()) and untagged.name == "<none>"
+
+
+def test_status_json_of_a_stopped_embedded_runner(fake_env) -> None:
+    """labkit's embedded CLI answers `status --json` with `{"running": false}` and exit 1."""
+    cli = ModelCli([sys.executable, "-c", "print('{\"running\": false}'); raise SystemExit(1)"])
+    assert cli.status() == mo.ModelStatus(False, detail="Docker Model Runner is not running")
+
+
+def test_status_failure_that_is_no_answer(fake_env) -> None:
+    cli = ModelCli([sys.executable, "-c", "import sys; print('unknown flag: --json', file=sys.stderr); sys.exit(1)"])
+    err = caught(cli.status)
+    assert err.kind == "command_failed" and err.message.endswith("unknown flag: --json")
+
+
+def test_fixes_for_the_mode(model_cli: ModelCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded mode gives its own advice for a kind; the message stays the tool's."""
+    monkeypatch.setenv("FAKE_FAIL", "dmr_down")
+    cli = ModelCli(["docker", "model"], fixes={"dmr_not_running": "labkit up"})
+    assert str(caught(cli.ls)).splitlines() == ["Docker Model Runner is not running", "  fix: labkit up"]

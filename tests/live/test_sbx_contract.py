@@ -82,6 +82,7 @@ def test_every_version_gives_the_same_records(tmp_path: Path, fake_env: Path, mo
     assert all(result == results[sbx_versions[0]] for result in results.values())
 
 
+@EDGES
 def test_first_command_after_daemon_start(sbx: SbxCli) -> None:
     """A fresh fake prints `Starting sandboxd daemon...` before the first command's output."""
     assert sbx.run(["ls", "--json"]).out.startswith(sbx_output.DAEMON_START)
@@ -141,6 +142,7 @@ def test_exec_passes_code_and_output_through(sbx: SbxCli, workspace: Path, tmp_p
     assert sbx.exec("box", ["sh", "-c", "exit 1"]) == (1, "", "")
 
 
+@EDGES
 def test_missing_sandbox_is_told_apart_from_exit_1(sbx: SbxCli, workspace: Path) -> None:
     """`sbx exec` itself exits 1 for both (SR#504); the adapter asks `sbx ls` first."""
     sbx.policy_init("balanced")

@@ -92,3 +92,11 @@ def test_unknown_failure_is_one_line_with_the_tools_words(sbx: SbxCli, workspace
     assert err.kind == "command_failed"
     assert str(err) == ("`sbx ports web --publish 8080:3000` failed (exit 1): "
                         "ERROR: publish port: port 127.0.0.1:8080/tcp is already published")
+
+
+@pytest.mark.parametrize("version", ["0.42.1"], indirect=True)
+def test_fixes_for_the_mode(version: str) -> None:
+    sbx = SbxCli(["sbx"], fixes={"sandbox_not_found": "labkit sbx create --name ghost shell ."})
+    sbx.policy_init("balanced")
+    assert caught(lambda: sbx.exec("ghost", ["true"])).fix == "labkit sbx create --name ghost shell ."
+    assert caught(lambda: sbx.stop("ghost")).fix == "labkit sbx create --name ghost shell ."

@@ -1,0 +1,158 @@
+"""Checkpoints against the real embedded lab: ✗ with the fix on a fresh state, ✓ after the real action.
+
+Nothing is written into the audit log or the policy store by hand: every ✓ here follows a
+real request from a real sandbox through the real proxy to the real model.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import MODEL, wait_for
+
+from labkit import checks
+from labkit.lab import Lab
+
+pytestmark = [pytest.mark.model, pytest.mark.timeout(90)]
+
+# Step 8's coding agent, reduced to its network behaviour: like Codex or labkit's agent it reads
+# OPENAI_BASE_URL and OPENAI_API_KEY, asks the model for a program and writes it to the workspace.
+AGENT = textwrap.dedent(f"""
+    from openai import OpenAI
+    client = OpenAI(max_retries=0)
+    resp = client.chat.completions.create(model="{MODEL}", max_tokens=12, messages=[
+        {{"role": "user", "content": "Write a Python script that prints the first 10 Fibonacci numbers."}}])
+    open("fib.py", "w").write(resp.choices[0].message.content or "")
+""")
+
+
+def _only_rule(lab: Lab, decision: str | None) -> None:
+    """Make ``decision`` the only global rule for the model port (None: no rule), with real sbx commands."""
+    resource = lab.endpoints.rule
+    if any(r.applies_to == "all" and r.origin == "local" for r in lab.policy.rules_for(resource)):
+        lab.policy.rm(resource).check()
+    if decision == "allow":
+        lab.policy.allow(resource)
+    elif decision == "deny":
+        lab.policy.deny(resource)
+
+
+def test_step1_model_in_store(lab: Lab) -> None:
+    missing = checks.model_pulled(lab, "ai/qwen3:8B-Q4_K_M")
+    assert not missing.ok
+    assert missing.line == ("✗ Step 1: ai/qwen3:8B-Q4_K_M is not in the local model store — "
+                            "fix: docker model pull ai/qwen3:8B-Q4_K_M")
+    found = checks.model_pulled(lab, MODEL)
+    assert found.ok, found
+    ids = lab.model_ids()
+    assert found.line == f"✓ Step 1: the model {MODEL} is in the local store and the model API serves it as {ids[0]}"
+    assert any("Q4_1" in e for e in found.evidence)
+    assert str(checks.model_pulled(lab, MODEL)) == str(found)  # deterministic
+
+
+def test_steps2_4_5_sandbox_listed_and_really_inside(lab: Lab, workspace: Path) -> None:
+    name = "wdg-fresh"
+    assert checks.sandbox_listed(lab, name).line == \
+        f"✗ Step 2: `sbx ls` does not list a sandbox named {name} — fix: sbx create --name {name} shell ."
+    assert not checks.inside_sandbox(lab, name).ok
+    lab.sandbox(name).create("shell", str(workspace), reuse=False)
+    try:
+        listed = checks.sandbox_listed(lab, name)
+        assert listed.ok and listed.line == f"✓ Step 2: sandbox {name} exists (agent shell)"
+        inside = checks.inside_sandbox(lab, name)
+        assert inside.ok, inside
+        assert inside.evidence == (f"sbx exec {name} hostname: {name}",)
+        if lab.isolation.startswith("namespaced"):  # the process tier shares the host's loopback and DNS
+            facts = checks.networking_facts(lab, name)
+            assert facts.ok, facts
+            assert facts.evidence[0] == f"curl localhost:{lab.endpoints.port} inside: connection refused (curl exit 7)"
+    finally:
+        lab.sandbox(name).rm()
+    assert not checks.sandbox_listed(lab, name).ok
+
+
+def test_step3_rule_in_force_follows_sbx_policy(lab: Lab) -> None:
+    resource = lab.endpoints.rule
+    _only_rule(lab, None)
+    fresh = checks.model_port_allowed(lab)
+    assert fresh.line == (f"✗ Step 3: no rule allows {resource}: the default deny applies — "
+                          f"fix: sbx policy allow network {resource}")
+    _only_rule(lab, "allow")
+    allowed = checks.model_port_allowed(lab)
+    assert allowed.ok and allowed.line == f"✓ Step 3: the network policy allows {resource}"
+    assert allowed.evidence == (f"sbx policy ls: allow {resource} (local, all sandboxes)",)
+    assert checks.policy_check(lab, resource, allowed=True).ok
+    lab.policy.deny(resource)  # on top of the allow: deny beats allow
+    both = checks.model_port_allowed(lab)
+    assert not both.ok and "deny beats allow" in both.line
+    assert both.fix == f"sbx policy rm network --resource {resource}"
+    assert checks.rule_in_force(lab, "deny").ok
+    checked = checks.policy_check(lab, resource, allowed=True)
+    assert not checked.ok and checked.line.startswith(f"✗ sbx policy check network {resource} says Denied")
+    _only_rule(lab, "allow")
+
+
+def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent_box: str, workspace: Path) -> None:
+    def checkpoint() -> checks.Checkpoint:
+        return checks.checkpoint(lab, sandbox=shell_box, agent_sandbox=agent_box, workspace=workspace)
+
+    fresh = checkpoint()
+    assert not fresh.ok
+    assert [line[:4] for line in fresh.lines] == ["✗ 1.", "✗ 2.", "✗ 3.", "✗ 4.", "✗ 5."]
+    assert all(" — fix: " in line for line in fresh.lines), fresh
+    for step in (checks.reached_model_api, checks.chat_completion):
+        assert not step(lab, shell_box).ok
+
+    # Step 3 + Step 5: allow the port, list the models from inside.
+    _only_rule(lab, "allow")
+    box = lab.sandbox(shell_box)
+    listed = box.exec(f"curl -s {lab.endpoints.sandbox}/models", echo=False)
+    assert lab.model_ids()[0] in listed.stdout, listed.output
+    reached = wait_for(lambda: checks.reached_model_api(lab, shell_box) or None, what="the audit record")
+    assert reached.evidence[0].startswith(f"audit record: GET /engines/llama.cpp/v1/models from sandbox {shell_box}")
+    assert reached.evidence[0].endswith(f"allowed by 'allow {lab.endpoints.rule}', HTTP 200")
+
+    # Step 7: the seed's test_local.py, pointed at this lab's port, run inside.
+    script = workspace / "test_local.py"
+    script.write_text(textwrap.dedent(f"""
+        from openai import OpenAI
+        client = OpenAI(base_url="{lab.endpoints.sandbox}", api_key="not-needed")
+        resp = client.chat.completions.create(model="{MODEL}", max_tokens=8,
+            messages=[{{"role": "user", "content": "Write a Python function that reads a CSV and counts rows."}}])
+        print(resp.choices[0].message.content)
+    """))
+    assert not checks.sdk_client(lab, shell_box, workspace).ok  # written, not run yet
+    ran = box.exec("python3 test_local.py", workdir=str(workspace), echo=False)
+    assert ran.ok and ran.stdout.strip(), ran.output
+    assert wait_for(lambda: checks.sdk_client(lab, shell_box, workspace) or None, what="step 7").ok
+    assert checks.chat_completion(lab, shell_box).ok
+
+    # Step 8: the agent in its own sandbox, configured only through OPENAI_BASE_URL / OPENAI_API_KEY.
+    env = {"OPENAI_BASE_URL": lab.endpoints.sandbox, "OPENAI_API_KEY": "not-needed"}
+    agent = lab.sandbox(agent_box).exec(["python3", "-c", AGENT], env=env, workdir=str(workspace), echo=False)
+    assert agent.ok, agent.output
+    assert wait_for(lambda: checks.agent_ran(lab, agent_box, "fib.py") or None, what="step 8").ok
+
+    # "Try breaking it": deny, the agent fails with the proxy's 403, the log shows it; restore.
+    assert not checks.blocked_by_deny(lab, agent_box).ok
+    _only_rule(lab, "deny")
+    broken = lab.sandbox(agent_box).exec(["python3", "-c", AGENT], env=env, workdir=str(workspace), echo=False)
+    assert not broken.ok and "PermissionDeniedError: Error code: 403" in broken.output, broken.output
+    blocked = wait_for(lambda: checks.blocked_by_deny(lab, agent_box) or None, what="the blocked record")
+    assert "blocked by 'deny " in blocked.evidence[0] and blocked.evidence[0].endswith("HTTP 403")
+    _only_rule(lab, "allow")
+
+    done = checkpoint()
+    assert done.ok, done
+    assert done.lines == [
+        f"✓ 1. Reached DMR from inside the sandbox via host.docker.internal:{lab.endpoints.port}",
+        "✓ 2. Ran a chat completion against a local model",
+        "✓ 3. Pointed a Python OpenAI SDK client at the local endpoint",
+        "✓ 4. Pointed a coding agent at the local model via OPENAI_BASE_URL",
+        f"✓ 5. Watched the connections in sbx policy log {agent_box}",
+    ]
+    # Deterministic: more traffic (another listing) changes no line and no evidence.
+    box.exec(f"curl -s {lab.endpoints.sandbox}/models", echo=False)
+    assert str(checkpoint()) == str(done)
