@@ -209,6 +209,8 @@ class Engine:
         self._runners: dict[tuple[str, Mode], Runner] = {}
         self._lock = threading.Lock()  # guards _runners for status readers
         self._thread: threading.Thread | None = None
+        self._current: Job | None = None  # the job the worker runs now
+        self._stopping = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -218,10 +220,15 @@ class Engine:
             self._thread.start()
 
     def stop(self) -> None:
+        """Cancel what runs and what waits, then end the worker (server shutdown)."""
         if self._thread is not None:
+            self._stopping.set()
+            if self._current is not None:
+                self._current.cancel.set()
             self._jobs.put(None)
             self._thread.join(timeout=5)
             self._thread = None
+            self._stopping.clear()
 
     def preload(self, model: StoredModel, name: str) -> None:
         """Queue a load so the first request does not wait for it (fire and forget)."""
@@ -268,6 +275,9 @@ class Engine:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            self._current = job
+            if self._stopping.is_set():
+                job.cancel.set()
             try:
                 if not job.cancel.is_set():
                     self._execute(job)
@@ -276,6 +286,7 @@ class Engine:
                     log.exception("%s job failed", job.kind)
                 job.emit(exc)
             finally:
+                self._current = None
                 job.emit(_DONE)
 
     def _execute(self, job: Job) -> None:

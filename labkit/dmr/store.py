@@ -153,17 +153,24 @@ class Store:
         self.root = root or paths.state_dir("models")
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = self.root / "index.json"
+        self._cache: list[dict[str, Any]] = []
+        self._cache_key: tuple[int, int, int] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
     def models(self) -> list[StoredModel]:
+        """The pulled models (fresh objects; the parsed index is reused while the file is unchanged)."""
         try:
-            raw = json.loads(self.index.read_text())
+            stat = self.index.stat()
+            key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if key != self._cache_key:
+                self._cache = json.loads(self.index.read_text()).get("models", [])
+                self._cache_key = key
         except FileNotFoundError:
             return []
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, AttributeError) as exc:
             raise StoreError(f"the model index {self.index} is unreadable ({exc}); delete it and pull again") from exc
-        return [StoredModel(**entry) for entry in raw.get("models", [])]
+        return [StoredModel(**{**entry, "tags": list(entry["tags"])}) for entry in self._cache]
 
     def get(self, ref: str) -> StoredModel:
         """The model a reference names: a tag in any spelling, a digest, a 12/64-hex id."""

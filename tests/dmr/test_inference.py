@@ -103,6 +103,28 @@ def test_max_tokens_stop_and_seed(sdk: openai.OpenAI, greedy) -> None:
     assert len(others | {first.choices[0].message.content}) > 1  # the seed really drives sampling
 
 
+def test_top_p_is_honoured(sdk: openai.OpenAI, greedy) -> None:
+    """A tiny nucleus leaves only the most likely token: any seed, even at a high temperature, is greedy."""
+    for seed in (1, 2):
+        nucleus = sdk.chat.completions.create(model=REF, messages=QUESTION, max_tokens=12, temperature=1.5,
+                                              top_p=1e-6, seed=seed)
+        assert nucleus.choices[0].message.content == greedy.choices[0].message.content
+
+
+def test_chat_uses_the_gguf_chat_template(http: httpx.Client, greedy) -> None:
+    """The template stored in the GGUF, rendered by hand and sent as a raw prompt, gives the same answer."""
+    import jinja2
+
+    gguf = http.get("/models").json()[0]["config"]["gguf"]
+    template = jinja2.Environment().from_string(gguf["tokenizer.chat_template"])
+    prompt = template.render(messages=QUESTION, add_generation_prompt=True, bos_token="", eos_token="")
+    assert "<|im_start|>assistant" in prompt
+    raw = http.post("/v1/completions", json={"model": REF, "prompt": prompt, "max_tokens": 12,
+                                             "temperature": 0}).json()
+    assert raw["choices"][0]["text"] == greedy.choices[0].message.content
+    assert raw["usage"]["prompt_tokens"] == greedy.usage.prompt_tokens
+
+
 def test_text_completion(http: httpx.Client) -> None:
     body = {"model": REF, "prompt": "The capital of France is", "max_tokens": 5, "temperature": 0}
     resp = http.post("/v1/completions", json=body).json()
