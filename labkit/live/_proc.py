@@ -87,7 +87,7 @@ class Cli:
             raise self._timed_out(args, limit, Completed(tuple(argv), -9, decode(out), decode(err))) from None
         done = Completed(tuple(argv), proc.returncode, decode(out), decode(err))
         if check and done.code != 0:
-            raise self.refix(self.classify(done) or self.failed(args, done))
+            raise self.error(args, done)
         return done
 
     def stream(self, args: Sequence[str], on_line: Callable[[str], None] | None,
@@ -123,8 +123,12 @@ class Cli:
         if fired.is_set():
             raise self._timed_out(args, limit, done)
         if code != 0:
-            raise self.refix(self.classify(done) or self.failed(args, done))
+            raise self.error(args, done)
         return done
+
+    def error(self, args: Sequence[str], done: Completed) -> ToolError:
+        """The error a failed ``done`` means: a known failure, else the generic one; with this mode's fix."""
+        return self.refix(self.classify(done) or self.failed(args, done))
 
     def failed(self, args: Sequence[str], done: Completed) -> ToolError:
         """The generic error for a failure no pattern knows: the command and its first error line."""

@@ -62,14 +62,13 @@ class ModelCli(Cli):
         """`docker model status --json` (text if the JSON is missing); a stopped runner is a status, not an error."""
         args = ["status", "--json"]
         done = self.run(args, check=False)
-        known = self.classify(done) if done.code != 0 else None
-        if known is not None and known.kind == "dmr_not_running":
-            return ModelStatus(running=False, detail=first_line(done.text))
-        if known is not None:
-            raise self.refix(known)
-        if done.code != 0 and not done.out.lstrip().startswith("{"):  # not an answer about the runner
-            raise self.refix(self.failed(args, done))
+        if done.code != 0:
+            err = self.error(args, done)
+            if err.kind == "dmr_not_running":
+                return ModelStatus(running=False, detail=first_line(done.text))
+            if err.kind != "command_failed" or not done.out.lstrip().startswith("{"):  # no answer about the runner
+                raise err
         try:
             return model_output.parse_status(done.out)
         except ValueError:
-            raise self.refix(self.failed(args, done)) from None
+            raise self.error(args, done) from None

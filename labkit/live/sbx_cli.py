@@ -170,5 +170,5 @@ class SbxCli(Cli):
         done = self.run(args, check=False)  # a denied target may exit non-zero: the text decides
         verdict = sbx_output.parse_check(done.text)
         if verdict is None:
-            raise self.refix(self.classify(done) or self.failed(args, done))
+            raise self.error(args, done)
         return verdict
