@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff check"
-ruff check labkit tests bench
+ruff check labkit tests bench scripts
 echo "== pytest"
 exec pytest -q -p no:cacheprovider "$@"

