@@ -253,30 +253,40 @@ def parse_target(target: str) -> tuple[str, int]:
 
 
 class Policy:
-    """A compiled rule set. ``decide`` is what the proxy calls for every request."""
+    """A compiled rule set. ``decide`` is what the proxy calls for every request.
+
+    Exact hosts and IPs are indexed by name, so a request is compared with its own exact
+    entries and the (few) wildcard and CIDR patterns only, not with the whole baseline.
+    """
 
     def __init__(self, rules: Iterable[PolicyRule]) -> None:
         self.rules: tuple[PolicyRule, ...] = tuple(rules)
-        self._compiled: list[tuple[PolicyRule, tuple[Pattern, ...]]] = [
-            (rule, tuple(parse_resource(r) for r in rule.resources)) for rule in self.rules
-        ]
+        self._exact: dict[str, list[tuple[int, PolicyRule, Pattern]]] = {}
+        self._patterns: list[tuple[int, PolicyRule, Pattern]] = []
+        for order, rule in enumerate(self.rules):
+            for pattern in (parse_resource(r) for r in rule.resources):
+                if pattern.kind in ("exact", "ip"):
+                    self._exact.setdefault(pattern.host, []).append((order, rule, pattern))
+                else:
+                    self._patterns.append((order, rule, pattern))
 
     def decide(self, host: str, port: int, sandbox: str | None = None) -> Decision:
-        """Deny beats allow; no match is a deny. ``sandbox`` selects sandbox-scoped rules too."""
+        """Deny beats allow; no match is a deny. ``sandbox`` selects sandbox-scoped rules too.
+
+        The deciding rule reported is the first matching deny, else the first matching
+        allow, in rule order.
+        """
         requested = host.strip().lower().rstrip(".").strip("[]")
         norm = normalize_host(host)
         normalized = f"{_bracket(norm)}:{port}"
-        allow: tuple[PolicyRule, str] | None = None
-        for rule, patterns in self._compiled:
-            if rule.applies_to not in ("all", sandbox):
-                continue
-            for pattern in patterns:
-                if pattern.matches(norm, port):
-                    if rule.decision == "deny":
-                        return Decision(False, requested, port, normalized, rule, pattern.text)
-                    if allow is None:
-                        allow = (rule, pattern.text)
-                    break
-        if allow is not None:
-            return Decision(True, requested, port, normalized, allow[0], allow[1])
+        hits = sorted(
+            (entry for entry in (*self._exact.get(norm, ()), *self._patterns)
+             if entry[1].applies_to in ("all", sandbox) and entry[2].matches(norm, port)),
+            key=lambda entry: entry[0],
+        )
+        deny = next((e for e in hits if e[1].decision == "deny"), None)
+        if deny is not None:
+            return Decision(False, requested, port, normalized, deny[1], deny[2].text)
+        if hits:
+            return Decision(True, requested, port, normalized, hits[0][1], hits[0][2].text)
         return Decision(False, requested, port, normalized)

@@ -239,8 +239,6 @@ class ProxyServer:
             pass
         finally:
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
     async def _request(self, client: _Side, req: h11.Request, sandbox: str | None, control: bool) -> bool:
         """Handle one request; True when the client connection may carry another."""
@@ -305,7 +303,8 @@ class ProxyServer:
         last = ""
         for address in addresses:
             try:
-                return await asyncio.wait_for(asyncio.open_connection(address, verdict.port), CONNECT_TIMEOUT)
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    return await asyncio.open_connection(address, verdict.port)
             except (TimeoutError, OSError) as exc:
                 last = _reason(exc)
         return f"Bad gateway: could not connect to {verdict.normalized} ({last.lower()})\n"
