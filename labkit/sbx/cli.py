@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -113,8 +114,8 @@ def cmd_exec(argv: list[str]) -> int:
         if args.tty and sys.stdin.isatty():
             return runtime.interactive(args.sandbox, command, env)
         if args.detach:
-            runtime.popen(args.sandbox, command, env, args.workdir, stdin=sys.stdin if args.interactive else
-                          open(os.devnull), stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
+            runtime.popen(args.sandbox, command, env, args.workdir, detach=True, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return 0
         runtime.exec_replace(args.sandbox, command, env, args.workdir)  # returns only on failure
         return EXEC_FAILED

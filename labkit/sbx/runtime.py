@@ -74,7 +74,12 @@ def list_sandboxes() -> list[SandboxInfo]:
 def stop(name: str, timeout: float = 5.0) -> store.Sandbox:
     """End every command running in the sandbox; the home and workspace stay."""
     sandbox = store.get(name)
-    procs = store.live_processes(sandbox)
+    procs = []
+    for proc in store.live_processes(sandbox):  # bwrap (or the command) and all it started
+        try:
+            procs += [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
     for proc in procs:
         try:
             proc.terminate()
@@ -194,10 +199,12 @@ def _mounts(sandbox: store.Sandbox, socket_dir: Path) -> list[list[str]]:
 
 
 def _bwrap_argv(tier: Tier, sandbox: store.Sandbox, socket_dir: Path, env: dict[str, str], cwd: str,
-                cmd: list[str], tty: bool) -> list[str]:
-    argv = [tier.bwrap, "--die-with-parent", "--unshare-user", "--uid", str(GUEST_UID), "--gid", str(GUEST_UID),
+                cmd: list[str], tty: bool, detach: bool) -> list[str]:
+    argv = [tier.bwrap, "--unshare-user", "--uid", str(GUEST_UID), "--gid", str(GUEST_UID),
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", sandbox.name, "--cap-drop", "ALL"]
+    if not detach:
+        argv.append("--die-with-parent")  # the sandbox ends when whoever ran `sbx exec` ends
     if not tty:
         argv.append("--new-session")  # no TIOCSTI into the caller's terminal (a pty is ours alone)
     for mount in _mounts(sandbox, socket_dir):
@@ -210,7 +217,7 @@ def _bwrap_argv(tier: Tier, sandbox: store.Sandbox, socket_dir: Path, env: dict[
 
 
 def prepare(name: str, cmd: list[str], env: dict[str, str] | None = None, workdir: str | None = None,
-            tty: bool = False) -> Launch:
+            tty: bool = False, detach: bool = False) -> Launch:
     """Everything needed to run ``cmd`` in sandbox ``name`` (starts the proxy when needed).
 
     Raises store.SandboxNotFound / SandboxError, or daemon.ServiceError when the proxy cannot start.
@@ -224,7 +231,8 @@ def prepare(name: str, cmd: list[str], env: dict[str, str] | None = None, workdi
         write_guest_etc(sandbox)
         cwd = _workdir(workdir, sandbox.workspace)
         genv = guest_env(sandbox, tier, PROXY_URL, GUEST_HOME, env)
-        return Launch(_bwrap_argv(tier, sandbox, ep.folder, genv, cwd, cmd, tty), dict(BWRAP_ENV), None, tier)
+        argv = _bwrap_argv(tier, sandbox, ep.folder, genv, cwd, cmd, tty, detach)
+        return Launch(argv, dict(BWRAP_ENV), None, tier)
     # Process tier: gateway.docker.internal cannot resolve without a mount namespace, so the
     # proxy variables point at the sandbox's own loopback port of the proxy.
     home = str(sandbox.home)
@@ -239,9 +247,12 @@ def _workdir(workdir: str | None, workspace: str) -> str:
 
 
 def popen(name: str, cmd: list[str], env: dict[str, str] | None = None, workdir: str | None = None,
-          **kwargs: object) -> subprocess.Popen:
-    """Start ``cmd`` in the sandbox; the caller streams and waits (``kwargs`` go to Popen)."""
-    launch = prepare(name, cmd, env, workdir)
+          detach: bool = False, **kwargs: object) -> subprocess.Popen:
+    """Start ``cmd`` in the sandbox; the caller streams and waits (``kwargs`` go to Popen).
+
+    With ``detach`` the command outlives the caller (``sbx exec -d``); ``sbx stop`` ends it.
+    """
+    launch = prepare(name, cmd, env, workdir, detach=detach)
     kwargs.setdefault("start_new_session", True)
     proc = subprocess.Popen(launch.argv, env=launch.env, cwd=launch.cwd, **kwargs)  # type: ignore[call-overload]
     store.register_process(store.get(name), proc.pid)

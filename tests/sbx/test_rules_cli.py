@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 
 import pytest
-from sbx_helpers import audit_mark, audit_wait, sbx
+from sbx_helpers import audit_mark, audit_wait, sbx, wait_for
 
 from labkit.sbx import audit, rules
 
@@ -89,3 +90,27 @@ def test_policy_log_and_audit_cli_read_the_same_records(proxy_port: int) -> None
     text = subprocess.run([sys.executable, "-c", "from labkit.sbx.audit import main; main(['-n', '1'])"],
                           capture_output=True, text=True, timeout=30).stdout
     assert "DENY" in text and "403" in text and "http://blocked.example/again" in text
+
+
+def test_labkit_audit_follow_prints_new_records(proxy_port: int) -> None:
+    follower = subprocess.Popen([sys.executable, "-c", "from labkit.sbx.audit import main; "
+                                 "main(['--follow', '--decision', 'deny'])"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert follower.stdout is not None
+        os.set_blocking(follower.stdout.fileno(), False)
+        seen = ""
+
+        def printed() -> bool:
+            nonlocal seen
+            conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+            conn.request("GET", "http://followed.example/")
+            conn.getresponse().read()
+            seen += (follower.stdout.read() or b"").decode()  # type: ignore[union-attr]
+            return "http://followed.example/" in seen
+
+        wait_for(printed, 20, "labkit audit --follow to print the new record")
+        assert "DENY" in seen and "403" in seen
+    finally:
+        follower.kill()
+        follower.wait()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from sbx_helpers import HOST_SECRET, Upstream, audit_mark, audit_wait, run_in, sbx
+from sbx_helpers import HOST_SECRET, Upstream, audit_mark, audit_wait, run_in, sbx, wait_for
 
 from labkit.sbx import isolation, runtime, store
 
@@ -269,3 +269,16 @@ def test_pip_installs_a_new_package_into_the_home_through_the_proxy(sandbox: str
     hosts = {(r.host, r.port, r.decision, r.rule.get("name")) for r in audit_wait(mark, 2) if r.sandbox == sandbox}
     assert ("pypi.org", 443, "allow", "default-package-managers") in hosts
     assert ("files.pythonhosted.org", 443, "allow", "default-package-managers") in hosts
+
+
+def test_stop_ends_what_runs_inside_even_when_detached(sandbox: str) -> None:
+    seconds = str(300 + os.getpid() % 500)  # a `sleep N` no one else runs
+
+    def sleepers() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", seconds]]
+
+    assert sbx("exec", "-d", sandbox, "sleep", seconds).returncode == 0
+    found = wait_for(sleepers, 20, "the detached command")
+    assert sbx("stop", sandbox).stdout == f"✓ Stopped sandbox '{sandbox}'\n"
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in found)
+    assert "stopped" in sbx("ls").stdout
