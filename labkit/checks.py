@@ -9,6 +9,10 @@ as evidence is the oldest that qualifies, so later traffic does not change it.
 Embedded mode keeps one audit record per request (method, path, status); real sbx keeps
 only `sbx policy log`, aggregated per host. Where a step needs per-request detail, live
 mode checks what the log can show and the line says so.
+
+The notebooks call the ``stepN_…`` functions (and ``agent_run``, ``agent_blocked``,
+``checklist``, ``preflight``): each prints its result and returns it. The functions above
+them are the building blocks; they return a result and print nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class CheckResult:
     line: str
     evidence: tuple[str, ...] = ()
     fix: str = ""
+    printed: bool = field(default=False, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -52,8 +57,18 @@ class CheckResult:
     def __repr__(self) -> str:
         return str(self)
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython: the text, not a dataclass dump
-        p.text(str(self))
+    def show(self) -> CheckResult:
+        """Print the line and its evidence; as a cell's last value it is then not shown twice."""
+        print(self, flush=True)
+        object.__setattr__(self, "printed", True)
+        return self
+
+    def _ipython_display_(self) -> None:
+        """IPython shows the text (as printed output, like the check cells' other lines), once."""
+        if self.printed:
+            object.__setattr__(self, "printed", False)
+            return
+        print(self)
 
 
 def _pass(what: str, evidence: Iterable[str]) -> CheckResult:
@@ -136,7 +151,10 @@ def _workspace(lab: Lab, sandbox: str, workspace: str | Path | None) -> Path | N
     """The folder mounted in the sandbox (same path inside and out), or the one given."""
     if workspace is not None:
         return Path(workspace).expanduser()
-    info = lab.sandbox(sandbox).info
+    try:
+        info = lab.sandbox(sandbox).info
+    except ToolError:
+        return None
     return Path(info.workspaces[0]) if info and info.workspaces else None
 
 
@@ -282,27 +300,50 @@ def networking_facts(lab: Lab, name: str) -> CheckResult:
     return _guarded(what, probe)
 
 
-def _allowed_request(lab: Lab, sandbox: str, path: re.Pattern[str], what: str, route: str,
+def _crossing(lab: Lab, sandbox: str, path: re.Pattern[str] | None = None, *, blocked: bool = False,
+              since: float | None = None, via_alias: bool = False) -> str | None:
+    """Evidence that a request from ``sandbox`` to the model port went through the proxy, allowed and
+    answered (or, with ``blocked``, refused by a deny rule): the oldest such audit record (embedded),
+    else the `sbx policy log` row (live, where ``path`` cannot be checked). None when there is none."""
+    if _live(lab):
+        rows = [e for e in _log_entries(lab, sandbox, blocked) if since is None or _after(e.last_seen, since)]
+        if blocked:
+            rows = [e for e in rows if e.rule == "user-denied"] or rows
+        return _log_line(sandbox, rows[0]) if rows else None
+    if blocked:
+        records = [r for r in _model_records(lab, sandbox, path, decision="deny", status=None)
+                   if r.rule_label == "user-denied"]
+    else:
+        records = _model_records(lab, sandbox, path)
+    records = [r for r in records
+               if (since is None or _after(r.when, since)) and (not via_alias or r.host == HOST_ALIAS)]
+    return _record_line(records[0]) if records else None
+
+
+def _no_crossing(lab: Lab, sandbox: str, route: str) -> tuple[str, list[str]]:
+    """Why there is no evidence, and the latest request there was (so the ✗ shows what went wrong)."""
+    if _live(lab):
+        return f"sbx policy log {sandbox} shows no allowed request to {lab.endpoints.rule}", []
+    seen = _model_records(lab, sandbox, None, decision=None, status=None)
+    last = [_record_line(seen[-1])] if seen else [f"audit: no request from {sandbox} to {lab.endpoints.rule}"]
+    return f"no allowed {route} from {sandbox} answered HTTP 200", last
+
+
+def _allowed_request(lab: Lab, sandbox: str, path: re.Pattern[str], step: str, what: str, route: str,
                      fix: str, live_note: str) -> CheckResult:
     """An allowed, answered request from ``sandbox`` to the model port on ``path`` (live: the log row)."""
-    if _live(lab):
-        rows = _log_entries(lab, sandbox, blocked=False)
-        if not rows:
-            return _fail(f"{what}: sbx policy log {sandbox} shows no allowed request to {lab.endpoints.rule}", fix)
-        return _pass(f"{what} ({live_note})", [_log_line(sandbox, rows[0])])
-    records = _model_records(lab, sandbox, path)
-    if not records:
-        seen = _model_records(lab, sandbox, None, decision=None, status=None)
-        evidence = [_record_line(seen[-1])] if seen else [f"audit: no request from {sandbox} to {lab.endpoints.rule}"]
-        return _fail(f"{what}: no allowed {route} from {sandbox} answered HTTP 200", fix, evidence)
-    return _pass(what, [_record_line(records[0])])
+    evidence = _crossing(lab, sandbox, path)
+    if evidence is None:
+        reason, last = _no_crossing(lab, sandbox, route)
+        return _fail(f"{step}: {reason}", fix, last)
+    return _pass(f"{step}: {what}" + (f" ({live_note})" if _live(lab) else ""), [evidence])
 
 
 def reached_model_api(lab: Lab, name: str) -> CheckResult:
     """Step 5: the sandbox listed the models through the proxy (an allowed GET …/v1/models, HTTP 200)."""
     fix = f"sbx exec {name} curl -s {lab.endpoints.sandbox}/models"
     return _guarded("Step 5", lambda: _allowed_request(
-        lab, name, MODELS_PATH, f"Step 5: sandbox {name} reached the model API through the proxy",
+        lab, name, MODELS_PATH, "Step 5", f"sandbox {name} reached the model API through the proxy",
         "GET …/v1/models", fix, "sbx policy log has no paths: any allowed request to the model port counts"))
 
 
@@ -310,7 +351,7 @@ def chat_completion(lab: Lab, name: str) -> CheckResult:
     """Step 6: a chat completion crossed the boundary (an allowed POST …/chat/completions, HTTP 200)."""
     fix = f"sbx exec {name} curl -s {lab.endpoints.sandbox}/chat/completions -H 'Content-Type: application/json' -d …"
     return _guarded("Step 6", lambda: _allowed_request(
-        lab, name, CHAT_PATH, f"Step 6: sandbox {name} ran a chat completion across the boundary",
+        lab, name, CHAT_PATH, "Step 6", f"sandbox {name} ran a chat completion across the boundary",
         "POST …/chat/completions", fix,
         "sbx policy log has no paths: an allowed request to the model port is what it can show"))
 
@@ -352,19 +393,13 @@ def sdk_client(lab: Lab, name: str, workspace: str | Path | None = None,
                          f"write it (Step 7's cat > {script} <<'EOF' …), then: {run}", evidence)
         if problem:
             return _fail(f"Step 7: {script} exists but {problem}", f"compare it with Step 7's {script}", evidence)
-        written = path.stat().st_mtime
-        if _live(lab):
-            rows = [e for e in _log_entries(lab, name, blocked=False) if _after(e.last_seen, written)]
-            if not rows:
-                return _fail(f"Step 7: sbx policy log {name} shows no allowed request since {script} was written",
-                             run, evidence)
-            return _pass(f"{what} (sbx policy log: a request to the model port after it was written)",
-                         [*evidence, _log_line(name, rows[0])])
-        records = [r for r in _model_records(lab, name, CHAT_PATH) if _after(r.when, written)]
-        if not records:
-            return _fail(f"Step 7: no chat completion from {name} since {script} was written", run, evidence)
-        return _pass(f"{what} and its chat completion went through the proxy",
-                     [*evidence, _record_line(records[0])])
+        crossed = _crossing(lab, name, CHAT_PATH, since=path.stat().st_mtime)
+        if crossed is None:
+            return _fail(f"Step 7: no chat completion from {name} went through the proxy since {script} was written",
+                         run, evidence)
+        note = " (sbx policy log: a request to the model port after it was written)" if _live(lab) else \
+            " and its chat completion went through the proxy"
+        return _pass(what + note, [*evidence, crossed])
 
     return _guarded("Step 7", probe)
 
@@ -374,25 +409,18 @@ def agent_ran(lab: Lab, name: str, output: str | Path, workspace: str | Path | N
     what = f"Step 8: the coding agent in {name} used the local model and wrote {Path(output).name}"
 
     def probe() -> CheckResult:
+        crossed = _crossing(lab, name, AGENT_PATH)
+        if crossed is None:
+            return _fail(f"Step 8: {_no_crossing(lab, name, 'model request')[0]}",
+                         f"run the agent in {name} with OPENAI_BASE_URL={lab.endpoints.sandbox}")
+        evidence = [crossed]
         folder = _workspace(lab, name, workspace)
         target = Path(output).expanduser()
         if not target.is_absolute():
             if folder is None:
-                return _fail(f"Step 8: cannot find {name}'s workspace", "pass workspace= or an absolute output=")
+                return _fail(f"Step 8: cannot find {name}'s workspace", "pass workspace= or an absolute output=",
+                             evidence)
             target = folder / target
-        evidence = []
-        if _live(lab):
-            rows = _log_entries(lab, name, blocked=False)
-            if not rows:
-                return _fail(f"Step 8: sbx policy log {name} shows no allowed request to {lab.endpoints.rule}",
-                             f"run the agent in {name} with OPENAI_BASE_URL={lab.endpoints.sandbox}")
-            evidence.append(_log_line(name, rows[0]))
-        else:
-            records = _model_records(lab, name, AGENT_PATH)
-            if not records:
-                return _fail(f"Step 8: no model request from the agent in {name} was allowed and answered",
-                             f"run the agent in {name} with OPENAI_BASE_URL={lab.endpoints.sandbox}")
-            evidence.append(_record_line(records[0]))
         if not target.is_file() or target.stat().st_size == 0:
             return _fail(f"Step 8: the agent talked to the model but {target.name} is not in the workspace",
                          "run the agent again and read its output", evidence)
@@ -408,16 +436,10 @@ def blocked_by_deny(lab: Lab, name: str) -> CheckResult:
     fix = f"sbx policy deny network {lab.endpoints.rule}, then run the agent in {name} again"
 
     def probe() -> CheckResult:
-        if _live(lab):
-            rows = _log_entries(lab, name, blocked=True)
-            denied = [e for e in rows if e.rule == "user-denied"] or rows
-            if not denied:
-                return _fail(f"Step 8: sbx policy log {name} shows no blocked request to {lab.endpoints.rule}", fix)
-            return _pass(what, [_log_line(name, denied[0])])
-        records = [r for r in _model_records(lab, name, decision="deny", status=None) if r.rule_label == "user-denied"]
-        if not records:
-            return _fail(f"Step 8: no request from {name} was blocked by a deny rule", fix)
-        return _pass(what, [_record_line(records[0])])
+        crossed = _crossing(lab, name, blocked=True)
+        if crossed is None:
+            return _fail(f"Step 8: no request from {name} to {lab.endpoints.rule} was blocked by a deny rule", fix)
+        return _pass(what, [crossed])
 
     return _guarded("Step 8", probe)
 
@@ -439,25 +461,31 @@ class Checkpoint:
     def lines(self) -> list[str]:
         return [item.line for item in self.items]
 
+    def summary(self) -> str:
+        """One deterministic line: all verified, or how many are not yet."""
+        if self.ok:
+            return f"✓ Checkpoint: all {len(self.items)} verified"
+        return f"✗ Checkpoint: {sum(not i.ok for i in self.items)} of {len(self.items)} not verified yet"
+
     def __str__(self) -> str:
-        head = "✓ Checkpoint: all five verified" if self.ok else \
-            f"✗ Checkpoint: {sum(not i.ok for i in self.items)} of {len(self.items)} not verified yet"
-        return "\n".join([head, *map(str, self.items)])
+        return "\n".join([self.summary(), *map(str, self.items)])
 
     __repr__ = __str__
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(str(self))
+    def _ipython_display_(self) -> None:
+        print(self)
 
 
 def _numbered(n: int, result: CheckResult, text: str) -> CheckResult:
-    """Re-title a step's result as checkpoint item ``n`` (the fix stays the step's fix)."""
-    mark = "✓" if result.ok else "✗"
-    line = f"{mark} {n}. {text}" + (f" — fix: {result.fix}" if not result.ok and result.fix else "")
-    return CheckResult(result.ok, line, result.evidence, result.fix)
+    """Re-title a step's result as checkpoint item ``n``; a ✗ keeps its reason as evidence, and its fix."""
+    if result.ok:
+        return CheckResult(True, f"✓ {n}. {text}", result.evidence)
+    reason = result.line.removeprefix("✗ ").split(" — fix: ")[0]
+    line = f"✗ {n}. {text}" + (f" — fix: {result.fix}" if result.fix else "")
+    return CheckResult(False, line, (f"not verified: {reason}", *result.evidence), result.fix)
 
 
-def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-codex",
+def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-agent",
                workspace: str | Path | None = None, script: str = "test_local.py") -> Checkpoint:
     """The seed's checkpoint, item by item, from the audit records (embedded) or `sbx policy log` (live).
 
@@ -466,12 +494,15 @@ def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-co
     """
     port = lab.endpoints.port
     live = _live(lab)
+    workspace = workspace or _workspace(lab, sandbox, None) or _workspace(lab, agent_sandbox, None)
     paths_note = " (sbx policy log: allowed requests to the model port; it records no paths)" if live else ""
-    first = _guarded("item 1", lambda: _via_alias(lab, sandbox))
+    first = _item(lab, sandbox, "item 1", f"sbx exec {sandbox} curl -s {lab.endpoints.sandbox}/models",
+                  via_alias=True)
     chat = chat_completion(lab, sandbox)
     sdk = sdk_client(lab, sandbox, workspace, script)
-    agent = _agent_item(lab, agent_sandbox)
-    watched = _log_item(lab, agent_sandbox)
+    agent = _item(lab, agent_sandbox, "item 4",
+                  f"Step 8: run the agent in {agent_sandbox} with OPENAI_BASE_URL={lab.endpoints.sandbox}", AGENT_PATH)
+    watched = _watched(lab, agent_sandbox)
     return Checkpoint((
         _numbered(1, first, f"Reached DMR from inside the sandbox via {HOST_ALIAS}:{port}{paths_note}"),
         _numbered(2, chat, f"Ran a chat completion against a local model{paths_note}"),
@@ -481,46 +512,228 @@ def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-co
     ))
 
 
-def _via_alias(lab: Lab, name: str) -> CheckResult:
-    """Item 1: an answered request from ``name`` addressed to host.docker.internal:PORT (live: the log row)."""
-    fix = f"sbx exec {name} curl -s {lab.endpoints.sandbox}/models"
-    if _live(lab):
-        rows = _log_entries(lab, name, blocked=False)
-        if not rows:
-            return _fail(f"no allowed request from {name} to {lab.endpoints.rule}", fix)
-        return _pass("reached", [_log_line(name, rows[0])])
-    records = [r for r in _model_records(lab, name) if r.host == HOST_ALIAS]
-    if not records:
-        return _fail(f"no answered request from {name} to {HOST_ALIAS}:{lab.endpoints.port}", fix)
-    return _pass("reached", [_record_line(records[0])])
-
-
-def _agent_item(lab: Lab, name: str) -> CheckResult:
-    """Item 4: the agent's requests reached the model port from its sandbox (where OPENAI_BASE_URL pointed)."""
-    fix = f"Step 8: run the agent in {name} with OPENAI_BASE_URL={lab.endpoints.sandbox}"
+def _item(lab: Lab, name: str, what: str, fix: str, path: re.Pattern[str] | None = None,
+          via_alias: bool = False) -> CheckResult:
+    """A checkpoint item that needs one allowed, answered request from ``name`` (``what`` names it)."""
 
     def probe() -> CheckResult:
-        if _live(lab):
-            rows = _log_entries(lab, name, blocked=False)
-            if not rows:
-                return _fail(f"no allowed request from {name}", fix)
-            return _pass(f"{name}'s agent reached the model port", [_log_line(name, rows[0])])
-        records = _model_records(lab, name, AGENT_PATH)
-        if not records:
-            return _fail(f"no answered model request from {name}", fix)
-        return _pass(f"{name}'s agent reached the model", [_record_line(records[0])])
+        crossed = _crossing(lab, name, path, via_alias=via_alias)
+        if crossed:
+            return _pass(what, [crossed])
+        reason, last = _no_crossing(lab, name, "request")
+        return _fail(reason, fix, last)
 
-    return _guarded("item 4", probe)
+    return _guarded(what, probe)
 
 
-def _log_item(lab: Lab, name: str) -> CheckResult:
+def _watched(lab: Lab, name: str) -> CheckResult:
     """Item 5: `sbx policy log N` (the aggregated view, both modes) shows the agent's allowed connections."""
-    fix = f"sbx policy log {name}   (after Step 8's agent run)"
 
     def probe() -> CheckResult:
         rows = _log_entries(lab, name, blocked=False)
         if not rows:
-            return _fail(f"sbx policy log {name} has no allowed {lab.endpoints.rule} entry", fix)
+            return _fail(f"sbx policy log {name} has no allowed {lab.endpoints.rule} entry",
+                         f"sbx policy log {name}   (after Step 8's agent run)")
         return _pass("the policy log shows them", [_log_line(name, rows[0])])
 
     return _guarded("item 5", probe)
+
+
+# ------------------------------------------------------------------ the notebooks' checkpoint cells
+
+
+def _all_of(step: str, what: str, parts: Iterable[CheckResult]) -> CheckResult:
+    """One line for a step made of several checks: ✓ with all their evidence, else the first ✗."""
+    results = list(parts)
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None:
+        return failed
+    return _pass(f"{step}: {what}", [e for r in results for e in r.evidence])
+
+
+def _ran(run: Any, step: str, what: str, fix: str, codes: tuple[int, ...] = (0,)) -> CheckResult:
+    """A command the notebook ran (a ``shell.Result``): it finished with one of ``codes`` and printed something."""
+    code, out = getattr(run, "returncode", None), (getattr(run, "stdout", "") or "").strip()
+    if getattr(run, "error", None):
+        return _fail(f"{step}: {what} did not run: {run.error}", fix)
+    if code not in codes:
+        said = next((ln.strip() for ln in reversed((getattr(run, "output", "") or "").splitlines()) if ln.strip()), "")
+        return _fail(f"{step}: {what} failed (exit {code}{': ' + said[:120] if said else ''})", fix)
+    if not out:
+        return _fail(f"{step}: {what} printed nothing (exit {code})", fix)
+    return _pass(f"{step}: {what}", [f"{what}: exit {code}, printed output"] if codes == (0,) else
+                 [f"{what}: finished (exit {' or '.join(map(str, codes))})"])
+
+
+def step1_models(lab: Lab, model: str, *, echo: bool = True) -> CheckResult:
+    """Notebook 01: the model is pulled and served (`docker model ls`, `GET …/v1/models`)."""
+    result = model_pulled(lab, model)
+    return result.show() if echo else result
+
+
+def step2_sandbox(lab: Lab, name: str, workdir: str | Path | None = None, *, echo: bool = True) -> CheckResult:
+    """Notebook 02: `sbx ls` lists the sandbox, with ``workdir`` as its workspace when given."""
+    result = sandbox_listed(lab, name)
+    if result.ok and workdir is not None:
+        mounted = _workspace(lab, name, None)
+        wanted = Path(workdir).expanduser()
+        if mounted is None or mounted.resolve() != wanted.resolve():
+            result = _fail(f"Step 2: {name}'s workspace is {mounted and _pretty_path(mounted)}, "
+                           f"not {_pretty_path(wanted)}",
+                           f"sbx rm -f {name}, then: cd {workdir} && sbx create --name {name} shell .",
+                           result.evidence)
+        else:
+            result = CheckResult(True, result.line, (*result.evidence, f"workspace: {_pretty_path(wanted)} "
+                                                     "(mounted at the same path inside)"))
+    return result.show() if echo else result
+
+
+def step3_policy(lab: Lab, *, echo: bool = True) -> CheckResult:
+    """Notebook 03: the allow rule for the model port is in force (and no deny overrides it)."""
+    result = model_port_allowed(lab)
+    return result.show() if echo else result
+
+
+def step4_inside(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
+    """Notebook 04: a command runs inside (hostname there = the sandbox's name)."""
+    result = inside_sandbox(lab, name)
+    return result.show() if echo else result
+
+
+def step5_network(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
+    """Notebook 05: the models were listed through the proxy, and the three networking facts hold.
+
+    The process tier (no namespaces) shares the host's loopback and DNS: there the facts are
+    not required, and the evidence says so.
+    """
+    parts = [reached_model_api(lab, name)]
+    if lab.isolation.startswith("process"):
+        parts.append(_pass("", ["networking facts: not enforced in the process tier (no network namespace)"]))
+    else:
+        parts.append(networking_facts(lab, name))
+    result = _all_of("Step 5", f"{name} reached the model API through the proxy; localhost is its own; "
+                     f"only {HOST_ALIAS} reaches the host", parts)
+    return result.show() if echo else result
+
+
+def _reply_facts(answer: Any) -> CheckResult:
+    """A chat completion as the notebook got it (JSON dict, its text, or the `sbx exec` result)."""
+    import json
+
+    if hasattr(answer, "stdout"):
+        answer = answer.stdout
+    if isinstance(answer, str):
+        try:
+            answer = json.loads(answer[answer.find("{"):]) if "{" in answer else None
+        except ValueError:
+            answer = None
+    if not isinstance(answer, dict):
+        return _fail("Step 6: the answer is not a chat completion's JSON",
+                     "run the curl cell again and read its output")
+    choice = (answer.get("choices") or [{}])[0]
+    content = ((choice.get("message") or {}).get("content") or "").strip()
+    if answer.get("object") != "chat.completion" or not content:
+        return _fail("Step 6: the answer has no choices[0].message.content", "check the model id with docker model ls")
+    return _pass("", ["answer: a chat.completion with text in choices[0].message.content"])
+
+
+def step6_chat(lab: Lab, name: str, answer: Any = None, *, echo: bool = True) -> CheckResult:
+    """Notebook 06: a chat completion crossed the boundary (audit), and the answer has OpenAI's shape."""
+    parts = [chat_completion(lab, name)] + ([_reply_facts(answer)] if answer is not None else [])
+    result = _all_of("Step 6", f"a chat completion from {name} crossed the boundary and came back", parts)
+    return result.show() if echo else result
+
+
+def step7_sdk(lab: Lab, name: str, workdir: str | Path | None = None, run: Any = None, *,
+              script: str = "test_local.py", echo: bool = True) -> CheckResult:
+    """Notebook 07: ``script`` points the OpenAI SDK at the local endpoint, it ran, its request was audited."""
+    parts = [sdk_client(lab, name, workdir, script)]
+    if run is not None:
+        parts.append(_ran(run, "Step 7", f"python3 {script}", f"sbx exec {name} python3 {script}"))
+    result = _all_of("Step 7", f"{script} used the OpenAI SDK against the local model, through the proxy", parts)
+    return result.show() if echo else result
+
+
+def _agent_reached(lab: Lab, name: str) -> CheckResult:
+    fix = f"run the agent in {name} with OPENAI_BASE_URL={lab.endpoints.sandbox}"
+
+    def probe() -> CheckResult:
+        crossed = _crossing(lab, name, AGENT_PATH)
+        if crossed is None:
+            reason, last = _no_crossing(lab, name, "model request")
+            return _fail(f"Step 8: {reason}", fix, last)
+        return _pass("", [crossed])
+
+    return _guarded("Step 8", probe)
+
+
+def agent_run(lab: Lab, name: str, run: Any = None, *, echo: bool = True) -> CheckResult:
+    """Notebook 08: the agent's requests reached the local model through the proxy.
+
+    Exit 0 (its program ran) and 1 (the small model's program never worked) both mean the
+    agent talked to the model; what the program printed is the learner's to judge.
+    """
+    parts = [_agent_reached(lab, name)]
+    if run is not None and not _live(lab):
+        parts.append(_ran(run, "Step 8", "the agent", "read the agent's output above", codes=(0, 1)))
+    elif run is not None:
+        parts.append(_ran(run, "Step 8", "the agent", "read the agent's output above"))
+    result = _all_of("Step 8", f"the agent in {name} used the local model through the proxy", parts)
+    return result.show() if echo else result
+
+
+def agent_blocked(lab: Lab, name: str, blocked: Any = None, *, echo: bool = True) -> CheckResult:
+    """Notebook 08, "try breaking it": the agent failed, and the proxy blocked its requests by the deny rule."""
+    parts = [blocked_by_deny(lab, name)]
+    if blocked is not None:
+        code = getattr(blocked, "returncode", 0)
+        parts.append(_pass("", [f"the agent failed (exit {code}): it could not reach the model"]) if code else
+                     _fail("Step 8: the agent still succeeded under the deny rule",
+                           f"sbx policy ls: is the deny rule for {lab.endpoints.rule} there?"))
+    result = _all_of("Step 8", f"the deny rule cut the agent in {name} off from the model", parts)
+    return result.show() if echo else result
+
+
+def step8_agent(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
+    """Notebook 08: the agent used the model, a deny rule blocked it, and the allow rule is in force again."""
+    restored = rule_in_force(lab, "allow", step="Step 8")
+    parts = [_agent_reached(lab, name), blocked_by_deny(lab, name), restored]
+    result = _all_of("Step 8", f"the agent in {name} used the local model, a deny rule blocked it, "
+                     "access is restored", parts)
+    return result.show() if echo else result
+
+
+def checklist(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-agent",
+              workspace: str | Path | None = None) -> Any:
+    """Notebook 09: the seed's five checkpoint items as a widget (``.summary()`` is one deterministic line)."""
+    from .widgets import Checklist
+
+    return Checklist(lab, sandbox=sandbox, agent_sandbox=agent_sandbox, workspace=workspace)
+
+
+PREFLIGHT_LABELS = {
+    "python": "Python 3.11 or newer", "packages": "the course's Python packages import",
+    "model": "the shipped model file", "llama": "llama.cpp loads the model",
+    "bwrap": "bubblewrap (sandbox namespaces)", "socat": "socat (sandbox proxy relay)",
+    "namespaces": "network namespaces (isolated sandboxes)", "sbx": "Docker Sandboxes (sbx)",
+    "docker-model": "docker model CLI", "dmr": "Docker Model Runner answers", "port": "the model port",
+}
+
+
+def preflight(lab: Lab, *, echo: bool = True) -> list[CheckResult]:
+    """Notebook 00: `labkit doctor`'s checks that this mode needs, one deterministic line each."""
+    from . import doctor
+
+    report = doctor.diagnose(lab.resolution.requested)
+    needed = doctor.needed_parts(lab.resolution) | (
+        {"embedded-sandbox"} if lab.resolution.sandboxes.kind == "embedded" else set())
+    results = []
+    for check in report.checks:
+        if not set(check.needed_by) & needed:
+            continue
+        label = PREFLIGHT_LABELS.get(check.key, check.key)
+        results.append(_pass(label, []) if check.ok else _fail(f"{label}: {check.detail}", check.fix))
+    if echo:
+        for result in results:
+            result.show()
+    return results

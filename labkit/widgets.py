@@ -82,8 +82,11 @@ class _Panel:
         bundle = self.widget._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):
-            data["text/plain"] = f"labkit {self.kind} (interactive: run the notebook in JupyterLab or Notebook 7)"
+            data["text/plain"] = self._plain()
         return bundle
+
+    def _plain(self) -> str:
+        return f"labkit {self.kind} (interactive: run the notebook in JupyterLab or Notebook 7)"
 
 
 # ------------------------------------------------------------------ model picker
@@ -662,7 +665,7 @@ class Checklist(_Panel):
 
     kind = "checkpoint checklist"
 
-    def __init__(self, lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-codex",
+    def __init__(self, lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-agent",
                  workspace: str | os.PathLike[str] | None = None, script: str = "test_local.py") -> None:
         super().__init__()
         self.lab = lab
@@ -686,6 +689,14 @@ class Checklist(_Panel):
     def ok(self) -> bool:
         return bool(self.result and self.result.ok)
 
+    def summary(self) -> str:
+        """One deterministic line: all verified, or how many are not yet."""
+        return self.result.summary() if self.result else "✗ Checkpoint: not verified yet"
+
+    def _plain(self) -> str:
+        """A static viewer shows the whole checklist, evidence included."""
+        return str(self.result) if self.result else super()._plain()
+
     def refresh(self) -> checks.Checkpoint:
         """Verify every item again from the current evidence."""
         self.result = checks.checkpoint(self.lab, **self.args)  # type: ignore[arg-type]
@@ -697,5 +708,5 @@ class Checklist(_Panel):
             parts.append(f'<div style="margin: 4px 0; {_size()}"><span style="color: {color};">'
                          f"{html.escape(item.line)}</span>{evidence}</div>")
         self.items_html.value = "".join(parts)
-        self._set_status(str(self.result).splitlines()[0])
+        self._set_status(self.result.summary())
         return self.result

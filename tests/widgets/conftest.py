@@ -8,65 +8,36 @@ does, and everything started here is stopped at the end.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+from widget_helpers import MODEL, free_port
 
 from labkit.lab import Lab
 
-MODEL = "ai/smollm2:135M-Q4_1"
 SHELL_BOX = "wdg-shell"  # the Step 2–7 sandbox
 AGENT_BOX = "wdg-agent"  # the Step 8 sandbox
 PANEL_BOX = "wdg-panel"  # the widgets' sandbox
-T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(probe: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns something truthy (the proxy writes a record when a request ends)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="package")
 def lab_env() -> Iterator[Path]:
-    keys = ("LABKIT_HOME", "LABKIT_DMR_PORT", "LABKIT_MODE", "LABKIT_ISOLATION", "LABKIT_PRESENTER")
-    saved = {k: os.environ.get(k) for k in keys}
     home = Path(tempfile.mkdtemp(prefix="lkwdg-", dir="/tmp"))
-    os.environ["LABKIT_HOME"] = str(home)
-    os.environ["LABKIT_DMR_PORT"] = str(_free_port())
-    for key in keys[2:]:
-        os.environ.pop(key, None)
-    try:
-        yield home
-    finally:
-        from labkit import lab_services
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LABKIT_HOME", str(home))
+        env.setenv("LABKIT_DMR_PORT", str(free_port()))
+        for key in ("LABKIT_MODE", "LABKIT_ISOLATION", "LABKIT_PRESENTER"):
+            env.delenv(key, raising=False)
+        try:
+            yield home
+        finally:
+            from labkit import lab_services
 
-        lab_services.down()
-        shutil.rmtree(home, ignore_errors=True)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+            lab_services.down()
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")

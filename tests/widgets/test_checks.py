@@ -6,11 +6,12 @@ real request from a real sandbox through the real proxy to the real model.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, wait_for
+from widget_helpers import MODEL, wait_for
 
 from labkit import checks
 from labkit.lab import Lab
@@ -25,6 +26,7 @@ AGENT = textwrap.dedent(f"""
     resp = client.chat.completions.create(model="{MODEL}", max_tokens=12, messages=[
         {{"role": "user", "content": "Write a Python script that prints the first 10 Fibonacci numbers."}}])
     open("fib.py", "w").write(resp.choices[0].message.content or "")
+    print("wrote fib.py")
 """)
 
 
@@ -94,6 +96,17 @@ def test_step3_rule_in_force_follows_sbx_policy(lab: Lab) -> None:
     _only_rule(lab, "allow")
 
 
+def test_notebook_cells_print_once(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    result = checks.step1_models(lab, MODEL)  # a checkpoint cell: prints, returns
+    assert capsys.readouterr().out == str(result) + "\n"
+    result._ipython_display_()  # the same value as the cell's result: not shown twice
+    assert capsys.readouterr().out == ""
+    result._ipython_display_()  # shown again later, on purpose
+    assert capsys.readouterr().out == str(result) + "\n"
+    quiet = checks.step3_policy(lab, echo=False)
+    assert capsys.readouterr().out == "" and quiet.line.startswith(("✓ Step 3", "✗ Step 3"))
+
+
 def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent_box: str, workspace: Path) -> None:
     def checkpoint() -> checks.Checkpoint:
         return checks.checkpoint(lab, sandbox=shell_box, agent_sandbox=agent_box, workspace=workspace)
@@ -104,6 +117,8 @@ def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent
     assert all(" — fix: " in line for line in fresh.lines), fresh
     for step in (checks.reached_model_api, checks.chat_completion):
         assert not step(lab, shell_box).ok
+    assert not checks.step5_network(lab, shell_box, echo=False).ok
+    assert not checks.step8_agent(lab, agent_box, echo=False).ok
 
     # Step 3 + Step 5: allow the port, list the models from inside.
     _only_rule(lab, "allow")
@@ -113,6 +128,18 @@ def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent
     reached = wait_for(lambda: checks.reached_model_api(lab, shell_box) or None, what="the audit record")
     assert reached.evidence[0].startswith(f"audit record: GET /engines/llama.cpp/v1/models from sandbox {shell_box}")
     assert reached.evidence[0].endswith(f"allowed by 'allow {lab.endpoints.rule}', HTTP 200")
+    step5 = checks.step5_network(lab, shell_box, echo=False)
+    assert step5.ok and step5.evidence[0] == reached.evidence[0], step5
+
+    # Step 6: the seed's curl chat completion, checked with the answer the notebook parsed.
+    prompt = "Reply with exactly: sbx to DMR works"
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": 8})
+    answer = box.exec(["curl", "-s", f"{lab.endpoints.sandbox}/chat/completions", "-H",
+                       "Content-Type: application/json", "-d", body], echo=False)
+    step6 = wait_for(lambda: checks.step6_chat(lab, shell_box, json.loads(answer.stdout), echo=False) or None,
+                     what="step 6")
+    assert step6.line == f"✓ Step 6: a chat completion from {shell_box} crossed the boundary and came back"
+    assert not checks.step6_chat(lab, shell_box, {"object": "error"}, echo=False).ok
 
     # Step 7: the seed's test_local.py, pointed at this lab's port, run inside.
     script = workspace / "test_local.py"
@@ -127,13 +154,16 @@ def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent
     ran = box.exec("python3 test_local.py", workdir=str(workspace), echo=False)
     assert ran.ok and ran.stdout.strip(), ran.output
     assert wait_for(lambda: checks.sdk_client(lab, shell_box, workspace) or None, what="step 7").ok
-    assert checks.chat_completion(lab, shell_box).ok
+    assert checks.step7_sdk(lab, shell_box, workspace, ran, echo=False).ok
+    failed = box.exec("python3 no_such_script.py", echo=False)
+    assert not checks.step7_sdk(lab, shell_box, workspace, failed, echo=False).ok
 
     # Step 8: the agent in its own sandbox, configured only through OPENAI_BASE_URL / OPENAI_API_KEY.
     env = {"OPENAI_BASE_URL": lab.endpoints.sandbox, "OPENAI_API_KEY": "not-needed"}
     agent = lab.sandbox(agent_box).exec(["python3", "-c", AGENT], env=env, workdir=str(workspace), echo=False)
     assert agent.ok, agent.output
     assert wait_for(lambda: checks.agent_ran(lab, agent_box, "fib.py") or None, what="step 8").ok
+    assert checks.agent_run(lab, agent_box, agent, echo=False).ok
 
     # "Try breaking it": deny, the agent fails with the proxy's 403, the log shows it; restore.
     assert not checks.blocked_by_deny(lab, agent_box).ok
@@ -142,7 +172,10 @@ def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent
     assert not broken.ok and "PermissionDeniedError: Error code: 403" in broken.output, broken.output
     blocked = wait_for(lambda: checks.blocked_by_deny(lab, agent_box) or None, what="the blocked record")
     assert "blocked by 'deny " in blocked.evidence[0] and blocked.evidence[0].endswith("HTTP 403")
+    assert checks.agent_blocked(lab, agent_box, broken, echo=False).ok
+    assert not checks.step8_agent(lab, agent_box, echo=False).ok  # the deny is still in force
     _only_rule(lab, "allow")
+    assert checks.step8_agent(lab, agent_box, echo=False).ok
 
     done = checkpoint()
     assert done.ok, done

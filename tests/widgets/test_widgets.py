@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import MODEL, wait_for
+from widget_helpers import MODEL, wait_for
 
 from labkit import widgets
 from labkit.lab import Lab
