@@ -43,6 +43,7 @@ class Tier:
     reason: str
     detail: str
     bwrap: str = ""  # path of the bwrap binary when namespaced
+    fix: str = ""  # how to get the namespaced tier here ("" when it is in use)
 
     @property
     def weaker(self) -> bool:
@@ -74,7 +75,7 @@ def _probe(bwrap: str) -> tuple[bool, str]:
 @lru_cache(maxsize=1)
 def _detect(forced: str) -> Tier:
     if forced == "process":
-        return Tier("process", "LABKIT_ISOLATION=process forces it", PROCESS_DETAIL)
+        return Tier("process", "LABKIT_ISOLATION=process forces it", PROCESS_DETAIL, fix="unset LABKIT_ISOLATION")
     bwrap = shutil.which("bwrap", path=BWRAP_ENV["PATH"]) or shutil.which("bwrap")
     if not bwrap:
         ok, why = False, "bubblewrap (bwrap) is not installed; on Debian/Ubuntu: apt-get install bubblewrap"
@@ -86,7 +87,23 @@ def _detect(forced: str) -> Tier:
         return Tier("namespaced", why, NAMESPACED_DETAIL, bwrap)
     if forced == "namespaced":
         raise IsolationUnavailable(f"LABKIT_ISOLATION=namespaced, but {why}")
-    return Tier("process", why, PROCESS_DETAIL)
+    return Tier("process", why, PROCESS_DETAIL, fix=_fix(why))
+
+
+def _fix(why: str) -> str:
+    """What to do about the reason namespaces failed (sandbox-emulation §1, measured errors)."""
+    text = why.lower()
+    if "not installed" in text:
+        return "apt-get install -y bubblewrap"
+    if "uid map" in text or "rtm_newaddr" in text:
+        return ("Ubuntu 24.04+ restricts user namespaces: sudo sysctl -w "
+                "kernel.apparmor_restrict_unprivileged_userns=0 (or run the lab as root)")
+    if "max_" in text or "no space left" in text:
+        return "user namespaces are limited to 0 here: sudo sysctl -w user.max_user_namespaces=15000"
+    if "not permitted" in text:
+        return ("this looks like a container without user namespaces (Docker's default seccomp): "
+                "run it with --security-opt seccomp=unconfined, or accept the weaker process tier")
+    return "see `labkit doctor`; the process tier works everywhere but is weaker"
 
 
 def detect() -> Tier:

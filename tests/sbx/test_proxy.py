@@ -309,3 +309,16 @@ def test_policy_is_decided_before_any_dns_lookup(tmp_path: Path, monkeypatch: py
     records = audit.read(path=tmp_path / "audit.jsonl")
     assert [(r.host, r.decision, r.status) for r in records] == [
         ("denied.invalid", "deny", 403), ("allowed.invalid", "allow", 502)]
+
+
+def test_large_bodies_stream_both_ways_and_a_denied_body_is_not_read(proxy_port: int, upstream: Upstream) -> None:
+    rules.add("allow", f"localhost:{upstream.port}")
+    payload = bytes(range(256)) * (10 * 4096)  # 10 MiB
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
+    conn.request("POST", f"http://host.docker.internal:{upstream.port}/echo", body=payload)
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == payload
+    conn.request("POST", "http://denied.example/upload", body=payload[:100_000])
+    resp = conn.getresponse()
+    assert resp.status == 403 and resp.getheader("connection") == "close"
+    resp.read()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -282,3 +284,25 @@ def test_stop_ends_what_runs_inside_even_when_detached(sandbox: str) -> None:
     assert sbx("stop", sandbox).stdout == f"✓ Stopped sandbox '{sandbox}'\n"
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in found)
     assert "stopped" in sbx("ls").stdout
+
+
+def test_where_namespaces_are_forbidden_the_process_tier_is_chosen_automatically(workspace: Path) -> None:
+    """A user namespace whose own user.max_user_namespaces is 0 forbids nesting, like Docker's seccomp."""
+    name = f"fallback-{os.getpid()}"
+    script = ("echo 0 > /proc/sys/user/max_user_namespaces || exit 99; "
+              f'"$0" -m labkit.sbx.cli create --name {name} shell {workspace} && '
+              f'"$0" -m labkit.sbx.cli exec {name} curl -sS -m 5 http://fallback.example/')
+    env = {k: v for k, v in os.environ.items() if k != "LABKIT_ISOLATION"}
+    try:
+        done = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c", script, sys.executable],
+                              capture_output=True, text=True, timeout=60, env=env)
+    except FileNotFoundError:
+        pytest.skip("util-linux `unshare` is not installed")
+    if done.returncode == 99 or "unshare failed" in done.stderr:
+        pytest.skip(f"cannot make a restricted user namespace here: {done.stderr.strip()}")
+    try:
+        assert "Isolation: process — WEAKER" in done.stdout, done.stdout + done.stderr
+        assert "Why: bubblewrap cannot create namespaces here" in done.stdout
+        assert "Blocked by network policy: domain fallback.example:80" in done.stdout  # still via the proxy
+    finally:
+        sbx("rm", "-f", name)
