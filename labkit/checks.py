@@ -71,11 +71,11 @@ class CheckResult:
         print(self)
 
 
-def _pass(what: str, evidence: Iterable[str]) -> CheckResult:
+def passed(what: str, evidence: Iterable[str]) -> CheckResult:
     return CheckResult(True, f"✓ {what}", tuple(evidence))
 
 
-def _fail(what: str, fix: str, evidence: Iterable[str] = ()) -> CheckResult:
+def failed(what: str, fix: str, evidence: Iterable[str] = ()) -> CheckResult:
     line = f"✗ {what}" + (f" — fix: {fix}" if fix else "")
     return CheckResult(False, line, tuple(evidence), fix)
 
@@ -83,8 +83,8 @@ def _fail(what: str, fix: str, evidence: Iterable[str] = ()) -> CheckResult:
 def _tool_failure(what: str, err: ToolError | CommandFailed) -> CheckResult:
     """A tool that cannot answer is a ✗ with its own fix, never a traceback."""
     if isinstance(err, ToolError):
-        return _fail(f"{what}: {err.message}", err.fix or "run `labkit doctor`")
-    return _fail(f"{what}: {err}", "run the command in a terminal to see why")
+        return failed(f"{what}: {err.message}", err.fix or "run `labkit doctor`")
+    return failed(f"{what}: {err}", "run the command in a terminal to see why")
 
 
 def _guarded(what: str, probe: Callable[[], CheckResult]) -> CheckResult:
@@ -94,7 +94,7 @@ def _guarded(what: str, probe: Callable[[], CheckResult]) -> CheckResult:
         return _tool_failure(what, err)
 
 
-def _live(lab: Lab) -> bool:
+def is_live(lab: Lab) -> bool:
     return lab.resolution.sandboxes.kind == "live"
 
 
@@ -109,7 +109,7 @@ def _pretty_path(path: Path) -> str:
 # ------------------------------------------------------------------ evidence readers
 
 
-def _model_records(lab: Lab, sandbox: str | None, path: re.Pattern[str] | None = None,
+def model_records(lab: Lab, sandbox: str | None, path: re.Pattern[str] | None = None,
                    decision: str | None = "allow", status: int | None = 200) -> list[Any]:
     """The proxy's records of requests from ``sandbox`` to the model port, oldest first (embedded)."""
     target = lab.endpoints.rule
@@ -123,7 +123,7 @@ def _model_records(lab: Lab, sandbox: str | None, path: re.Pattern[str] | None =
     return found
 
 
-def _record_line(rec: Any) -> str:
+def record_line(rec: Any) -> str:
     """One record as evidence: what, from where, to where, decided by which rule, with what status."""
     path = urlsplit(rec.url).path if "://" in rec.url else rec.url
     verdict = "allowed" if rec.decision == "allow" else "blocked"
@@ -169,15 +169,15 @@ def model_pulled(lab: Lab, model: str) -> CheckResult:
         wanted = display_name(model)
         local = next((m for m in lab.models() if wanted in {display_name(t) for t in m.tags}), None)
         if local is None:
-            return _fail(f"Step 1: {model} is not in the local model store", f"docker model pull {model}",
+            return failed(f"Step 1: {model} is not in the local model store", f"docker model pull {model}",
                          ["docker model ls: not listed"])
         ids = [i for i in lab.model_ids() if display_name(i) == wanted]
         evidence = [f"docker model ls: {local.name} ({local.parameters}, {local.quantization}, {local.size})"]
         if not ids:
-            return _fail(f"Step 1: {model} is pulled but {lab.endpoints.host}/models does not list it",
+            return failed(f"Step 1: {model} is pulled but {lab.endpoints.host}/models does not list it",
                          "check the runner: docker model status", evidence)
         evidence.append(f"GET /engines/llama.cpp/v1/models: id {ids[0]}")
-        return _pass(f"{what} and the model API serves it as {ids[0]}", evidence)
+        return passed(f"{what} and the model API serves it as {ids[0]}", evidence)
 
     return _guarded(what, probe)
 
@@ -189,9 +189,9 @@ def sandbox_listed(lab: Lab, name: str) -> CheckResult:
     def probe() -> CheckResult:
         info = lab.sandbox(name).info
         if info is None:
-            return _fail(f"Step 2: `sbx ls` does not list a sandbox named {name}",
+            return failed(f"Step 2: `sbx ls` does not list a sandbox named {name}",
                          f"sbx create --name {name} shell .", ["sbx ls: not listed"])
-        return _pass(f"{what} (agent {info.agent})", [f"sbx ls: {info.name} {info.agent} {info.status}"])
+        return passed(f"{what} (agent {info.agent})", [f"sbx ls: {info.name} {info.agent} {info.status}"])
 
     return _guarded(what, probe)
 
@@ -219,14 +219,14 @@ def rule_in_force(lab: Lab, decision: str = "allow", resource: str | None = None
         scope = f" --sandbox {sandbox}" if sandbox else ""
         if decision == "allow":
             if denies:
-                return _fail(f"{pre}a deny rule for {resource} is in force (deny beats allow)",
+                return failed(f"{pre}a deny rule for {resource} is in force (deny beats allow)",
                              f"sbx policy rm network{scope} --resource {resource}", evidence)
             if not allows:
-                return _fail(f"{pre}no rule allows {resource}: the default deny applies",
+                return failed(f"{pre}no rule allows {resource}: the default deny applies",
                              f"sbx policy allow network{scope} {resource}", evidence)
         elif not denies:
-            return _fail(f"{pre}no deny rule names {resource}", f"sbx policy deny network{scope} {resource}", evidence)
-        return _pass(what, evidence)
+            return failed(f"{pre}no deny rule names {resource}", f"sbx policy deny network{scope} {resource}", evidence)
+        return passed(what, evidence)
 
     return _guarded(what, probe)
 
@@ -245,9 +245,9 @@ def policy_check(lab: Lab, target: str, allowed: bool = True, sandbox: str | Non
         got = lab.policy.check(target, sandbox)
         evidence = [f"sbx policy check network {target}: {'Allowed' if got else 'Denied'}"]
         if got == allowed:
-            return _pass(what, evidence)
+            return passed(what, evidence)
         fix = f"sbx policy {'allow' if allowed else 'deny'} network {target}"
-        return _fail(f"sbx policy check network {target} says {'Allowed' if got else 'Denied'}", fix, evidence)
+        return failed(f"sbx policy check network {target} says {'Allowed' if got else 'Denied'}", fix, evidence)
 
     return _guarded(what, probe)
 
@@ -259,13 +259,13 @@ def inside_sandbox(lab: Lab, name: str) -> CheckResult:
     def probe() -> CheckResult:
         box = lab.sandbox(name)
         if not box.exists:
-            return _fail(f"Step 4: there is no sandbox named {name}", f"sbx create --name {name} shell .")
+            return failed(f"Step 4: there is no sandbox named {name}", f"sbx create --name {name} shell .")
         result = box.exec("hostname", echo=False)
         got = result.stdout.strip()
         evidence = [f"sbx exec {name} hostname: {got or result.error or f'exit {result.returncode}'}"]
         if not result.ok or got != name:
-            return _fail(f"Step 4: hostname inside {name} is not {name}", f"sbx exec {name} hostname", evidence)
-        return _pass(f"{what} (hostname = {name})", evidence)
+            return failed(f"Step 4: hostname inside {name} is not {name}", f"sbx exec {name} hostname", evidence)
+        return passed(f"{what} (hostname = {name})", evidence)
 
     return _guarded(what, probe)
 
@@ -279,7 +279,7 @@ def networking_facts(lab: Lab, name: str) -> CheckResult:
     def probe() -> CheckResult:
         box = lab.sandbox(name)
         if not box.exists:
-            return _fail(f"Step 5: there is no sandbox named {name}", f"sbx create --name {name} shell .")
+            return failed(f"Step 5: there is no sandbox named {name}", f"sbx create --name {name} shell .")
         refused = box.exec(f"curl -s -o /dev/null localhost:{port}", echo=False)
         alias = box.exec(f"getent hosts {HOST_ALIAS}", echo=False)
         other = box.exec("getent hosts model-runner.docker.internal", echo=False)
@@ -292,9 +292,9 @@ def networking_facts(lab: Lab, name: str) -> CheckResult:
         ]
         evidence = [text for _, text in facts]
         if all(ok for ok, _ in facts):
-            return _pass(what, evidence)
+            return passed(what, evidence)
         wrong = next(text for ok, text in facts if not ok)
-        return _fail(f"Step 5: unexpected inside {name}: {wrong}",
+        return failed(f"Step 5: unexpected inside {name}: {wrong}",
                      f"check the isolation tier (labkit doctor; {lab.isolation})", evidence)
 
     return _guarded(what, probe)
@@ -305,27 +305,27 @@ def _crossing(lab: Lab, sandbox: str, path: re.Pattern[str] | None = None, *, bl
     """Evidence that a request from ``sandbox`` to the model port went through the proxy, allowed and
     answered (or, with ``blocked``, refused by a deny rule): the oldest such audit record (embedded),
     else the `sbx policy log` row (live, where ``path`` cannot be checked). None when there is none."""
-    if _live(lab):
+    if is_live(lab):
         rows = [e for e in _log_entries(lab, sandbox, blocked) if since is None or _after(e.last_seen, since)]
         if blocked:
             rows = [e for e in rows if e.rule == "user-denied"] or rows
         return _log_line(sandbox, rows[0]) if rows else None
     if blocked:
-        records = [r for r in _model_records(lab, sandbox, path, decision="deny", status=None)
+        records = [r for r in model_records(lab, sandbox, path, decision="deny", status=None)
                    if r.rule_label == "user-denied"]
     else:
-        records = _model_records(lab, sandbox, path)
+        records = model_records(lab, sandbox, path)
     records = [r for r in records
                if (since is None or _after(r.when, since)) and (not via_alias or r.host == HOST_ALIAS)]
-    return _record_line(records[0]) if records else None
+    return record_line(records[0]) if records else None
 
 
 def _no_crossing(lab: Lab, sandbox: str, route: str) -> tuple[str, list[str]]:
     """Why there is no evidence, and the latest request there was (so the ✗ shows what went wrong)."""
-    if _live(lab):
+    if is_live(lab):
         return f"sbx policy log {sandbox} shows no allowed request to {lab.endpoints.rule}", []
-    seen = _model_records(lab, sandbox, None, decision=None, status=None)
-    last = [_record_line(seen[-1])] if seen else [f"audit: no request from {sandbox} to {lab.endpoints.rule}"]
+    seen = model_records(lab, sandbox, None, decision=None, status=None)
+    last = [record_line(seen[-1])] if seen else [f"audit: no request from {sandbox} to {lab.endpoints.rule}"]
     return f"no allowed {route} from {sandbox} answered HTTP 200", last
 
 
@@ -335,8 +335,8 @@ def _allowed_request(lab: Lab, sandbox: str, path: re.Pattern[str], step: str, w
     evidence = _crossing(lab, sandbox, path)
     if evidence is None:
         reason, last = _no_crossing(lab, sandbox, route)
-        return _fail(f"{step}: {reason}", fix, last)
-    return _pass(f"{step}: {what}" + (f" ({live_note})" if _live(lab) else ""), [evidence])
+        return failed(f"{step}: {reason}", fix, last)
+    return passed(f"{step}: {what}" + (f" ({live_note})" if is_live(lab) else ""), [evidence])
 
 
 def reached_model_api(lab: Lab, name: str) -> CheckResult:
@@ -384,22 +384,22 @@ def sdk_client(lab: Lab, name: str, workspace: str | Path | None = None,
     def probe() -> CheckResult:
         folder = _workspace(lab, name, workspace)
         if folder is None:
-            return _fail(f"Step 7: cannot find {name}'s workspace", "pass workspace= (the folder of `sbx create`)")
+            return failed(f"Step 7: cannot find {name}'s workspace", "pass workspace= (the folder of `sbx create`)")
         path = folder / script
         evidence, problem = _sdk_script_facts(lab, path)
         run = f"sbx exec {name} python3 {script}"
         if problem == "missing":
-            return _fail(f"Step 7: there is no {script} in {name}'s workspace",
+            return failed(f"Step 7: there is no {script} in {name}'s workspace",
                          f"write it (Step 7's cat > {script} <<'EOF' …), then: {run}", evidence)
         if problem:
-            return _fail(f"Step 7: {script} exists but {problem}", f"compare it with Step 7's {script}", evidence)
+            return failed(f"Step 7: {script} exists but {problem}", f"compare it with Step 7's {script}", evidence)
         crossed = _crossing(lab, name, CHAT_PATH, since=path.stat().st_mtime)
         if crossed is None:
-            return _fail(f"Step 7: no chat completion from {name} went through the proxy since {script} was written",
+            return failed(f"Step 7: no chat completion from {name} went through the proxy since {script} was written",
                          run, evidence)
-        note = " (sbx policy log: a request to the model port after it was written)" if _live(lab) else \
+        note = " (sbx policy log: a request to the model port after it was written)" if is_live(lab) else \
             " and its chat completion went through the proxy"
-        return _pass(what + note, [*evidence, crossed])
+        return passed(what + note, [*evidence, crossed])
 
     return _guarded("Step 7", probe)
 
@@ -411,21 +411,21 @@ def agent_ran(lab: Lab, name: str, output: str | Path, workspace: str | Path | N
     def probe() -> CheckResult:
         crossed = _crossing(lab, name, AGENT_PATH)
         if crossed is None:
-            return _fail(f"Step 8: {_no_crossing(lab, name, 'model request')[0]}",
+            return failed(f"Step 8: {_no_crossing(lab, name, 'model request')[0]}",
                          f"run the agent in {name} with OPENAI_BASE_URL={lab.endpoints.sandbox}")
         evidence = [crossed]
         folder = _workspace(lab, name, workspace)
         target = Path(output).expanduser()
         if not target.is_absolute():
             if folder is None:
-                return _fail(f"Step 8: cannot find {name}'s workspace", "pass workspace= or an absolute output=",
+                return failed(f"Step 8: cannot find {name}'s workspace", "pass workspace= or an absolute output=",
                              evidence)
             target = folder / target
         if not target.is_file() or target.stat().st_size == 0:
-            return _fail(f"Step 8: the agent talked to the model but {target.name} is not in the workspace",
+            return failed(f"Step 8: the agent talked to the model but {target.name} is not in the workspace",
                          "run the agent again and read its output", evidence)
         evidence.append(f"workspace: {target.name} exists")
-        return _pass(what, evidence)
+        return passed(what, evidence)
 
     return _guarded("Step 8", probe)
 
@@ -438,8 +438,8 @@ def blocked_by_deny(lab: Lab, name: str) -> CheckResult:
     def probe() -> CheckResult:
         crossed = _crossing(lab, name, blocked=True)
         if crossed is None:
-            return _fail(f"Step 8: no request from {name} to {lab.endpoints.rule} was blocked by a deny rule", fix)
-        return _pass(what, [crossed])
+            return failed(f"Step 8: no request from {name} to {lab.endpoints.rule} was blocked by a deny rule", fix)
+        return passed(what, [crossed])
 
     return _guarded("Step 8", probe)
 
@@ -493,7 +493,7 @@ def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-ag
     both may already be removed: the audit log outlives them. ``workspace`` is where ``script`` was written.
     """
     port = lab.endpoints.port
-    live = _live(lab)
+    live = is_live(lab)
     workspace = workspace or _workspace(lab, sandbox, None) or _workspace(lab, agent_sandbox, None)
     paths_note = " (sbx policy log: allowed requests to the model port; it records no paths)" if live else ""
     first = _item(lab, sandbox, "item 1", f"sbx exec {sandbox} curl -s {lab.endpoints.sandbox}/models",
@@ -519,9 +519,9 @@ def _item(lab: Lab, name: str, what: str, fix: str, path: re.Pattern[str] | None
     def probe() -> CheckResult:
         crossed = _crossing(lab, name, path, via_alias=via_alias)
         if crossed:
-            return _pass(what, [crossed])
+            return passed(what, [crossed])
         reason, last = _no_crossing(lab, name, "request")
-        return _fail(reason, fix, last)
+        return failed(reason, fix, last)
 
     return _guarded(what, probe)
 
@@ -532,9 +532,9 @@ def _watched(lab: Lab, name: str) -> CheckResult:
     def probe() -> CheckResult:
         rows = _log_entries(lab, name, blocked=False)
         if not rows:
-            return _fail(f"sbx policy log {name} has no allowed {lab.endpoints.rule} entry",
+            return failed(f"sbx policy log {name} has no allowed {lab.endpoints.rule} entry",
                          f"sbx policy log {name}   (after Step 8's agent run)")
-        return _pass("the policy log shows them", [_log_line(name, rows[0])])
+        return passed("the policy log shows them", [_log_line(name, rows[0])])
 
     return _guarded("item 5", probe)
 
@@ -548,20 +548,20 @@ def _all_of(step: str, what: str, parts: Iterable[CheckResult]) -> CheckResult:
     failed = next((r for r in results if not r.ok), None)
     if failed is not None:
         return failed
-    return _pass(f"{step}: {what}", [e for r in results for e in r.evidence])
+    return passed(f"{step}: {what}", [e for r in results for e in r.evidence])
 
 
 def _ran(run: Any, step: str, what: str, fix: str, codes: tuple[int, ...] = (0,)) -> CheckResult:
     """A command the notebook ran (a ``shell.Result``): it finished with one of ``codes`` and printed something."""
     code, out = getattr(run, "returncode", None), (getattr(run, "stdout", "") or "").strip()
     if getattr(run, "error", None):
-        return _fail(f"{step}: {what} did not run: {run.error}", fix)
+        return failed(f"{step}: {what} did not run: {run.error}", fix)
     if code not in codes:
         said = next((ln.strip() for ln in reversed((getattr(run, "output", "") or "").splitlines()) if ln.strip()), "")
-        return _fail(f"{step}: {what} failed (exit {code}{': ' + said[:120] if said else ''})", fix)
+        return failed(f"{step}: {what} failed (exit {code}{': ' + said[:120] if said else ''})", fix)
     if not out:
-        return _fail(f"{step}: {what} printed nothing (exit {code})", fix)
-    return _pass(f"{step}: {what}", [f"{what}: exit {code}, printed output"] if codes == (0,) else
+        return failed(f"{step}: {what} printed nothing (exit {code})", fix)
+    return passed(f"{step}: {what}", [f"{what}: exit {code}, printed output"] if codes == (0,) else
                  [f"{what}: finished (exit {' or '.join(map(str, codes))})"])
 
 
@@ -578,7 +578,7 @@ def step2_sandbox(lab: Lab, name: str, workdir: str | Path | None = None, *, ech
         mounted = _workspace(lab, name, None)
         wanted = Path(workdir).expanduser()
         if mounted is None or mounted.resolve() != wanted.resolve():
-            result = _fail(f"Step 2: {name}'s workspace is {mounted and _pretty_path(mounted)}, "
+            result = failed(f"Step 2: {name}'s workspace is {mounted and _pretty_path(mounted)}, "
                            f"not {_pretty_path(wanted)}",
                            f"sbx rm -f {name}, then: cd {workdir} && sbx create --name {name} shell .",
                            result.evidence)
@@ -608,7 +608,7 @@ def step5_network(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
     """
     parts = [reached_model_api(lab, name)]
     if lab.isolation.startswith("process"):
-        parts.append(_pass("", ["networking facts: not enforced in the process tier (no network namespace)"]))
+        parts.append(passed("", ["networking facts: not enforced in the process tier (no network namespace)"]))
     else:
         parts.append(networking_facts(lab, name))
     result = _all_of("Step 5", f"{name} reached the model API through the proxy; localhost is its own; "
@@ -628,13 +628,13 @@ def _reply_facts(answer: Any) -> CheckResult:
         except ValueError:
             answer = None
     if not isinstance(answer, dict):
-        return _fail("Step 6: the answer is not a chat completion's JSON",
+        return failed("Step 6: the answer is not a chat completion's JSON",
                      "run the curl cell again and read its output")
     choice = (answer.get("choices") or [{}])[0]
     content = ((choice.get("message") or {}).get("content") or "").strip()
     if answer.get("object") != "chat.completion" or not content:
-        return _fail("Step 6: the answer has no choices[0].message.content", "check the model id with docker model ls")
-    return _pass("", ["answer: a chat.completion with text in choices[0].message.content"])
+        return failed("Step 6: the answer has no choices[0].message.content", "check the model id with docker model ls")
+    return passed("", ["answer: a chat.completion with text in choices[0].message.content"])
 
 
 def step6_chat(lab: Lab, name: str, answer: Any = None, *, echo: bool = True) -> CheckResult:
@@ -661,8 +661,8 @@ def _agent_reached(lab: Lab, name: str) -> CheckResult:
         crossed = _crossing(lab, name, AGENT_PATH)
         if crossed is None:
             reason, last = _no_crossing(lab, name, "model request")
-            return _fail(f"Step 8: {reason}", fix, last)
-        return _pass("", [crossed])
+            return failed(f"Step 8: {reason}", fix, last)
+        return passed("", [crossed])
 
     return _guarded("Step 8", probe)
 
@@ -674,7 +674,7 @@ def agent_run(lab: Lab, name: str, run: Any = None, *, echo: bool = True) -> Che
     agent talked to the model; what the program printed is the learner's to judge.
     """
     parts = [_agent_reached(lab, name)]
-    if run is not None and not _live(lab):
+    if run is not None and not is_live(lab):
         parts.append(_ran(run, "Step 8", "the agent", "read the agent's output above", codes=(0, 1)))
     elif run is not None:
         parts.append(_ran(run, "Step 8", "the agent", "read the agent's output above"))
@@ -687,8 +687,8 @@ def agent_blocked(lab: Lab, name: str, blocked: Any = None, *, echo: bool = True
     parts = [blocked_by_deny(lab, name)]
     if blocked is not None:
         code = getattr(blocked, "returncode", 0)
-        parts.append(_pass("", [f"the agent failed (exit {code}): it could not reach the model"]) if code else
-                     _fail("Step 8: the agent still succeeded under the deny rule",
+        parts.append(passed("", [f"the agent failed (exit {code}): it could not reach the model"]) if code else
+                     failed("Step 8: the agent still succeeded under the deny rule",
                            f"sbx policy ls: is the deny rule for {lab.endpoints.rule} there?"))
     result = _all_of("Step 8", f"the deny rule cut the agent in {name} off from the model", parts)
     return result.show() if echo else result
@@ -732,7 +732,7 @@ def preflight(lab: Lab, *, echo: bool = True) -> list[CheckResult]:
         if not set(check.needed_by) & needed:
             continue
         label = PREFLIGHT_LABELS.get(check.key, check.key)
-        results.append(_pass(label, []) if check.ok else _fail(f"{label}: {check.detail}", check.fix))
+        results.append(passed(label, []) if check.ok else failed(f"{label}: {check.detail}", check.fix))
     if echo:
         for result in results:
             result.show()

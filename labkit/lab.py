@@ -13,7 +13,7 @@ import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from . import modes, paths, probes, routing, shell
 from .live.errors import ToolError
@@ -187,7 +187,8 @@ class Sandbox:
 
     def exec(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
              workdir: str | None = None, timeout: float | None = None, echo: bool = True,
-             input: str | None = None) -> shell.Result:
+             input: str | None = None, out: TextIO | None = None,
+             max_lines: int = shell.DEFAULT_MAX_LINES) -> shell.Result:
         """Run a command inside the sandbox (`sbx exec`); a command line with pipes runs under `bash -c`."""
         if not self.exists:
             raise ToolError(f"there is no sandbox named '{self.name}'",
@@ -203,7 +204,7 @@ class Sandbox:
         flags = args[1:args.index(self.name)]
         display = shlex.join(["sbx", "exec", *flags, self.name]) + " " + shown_inner
         return shell.run(["sbx", *args], timeout=timeout or self.lab.timeout, env=self.lab.env, echo=echo,
-                         input=input, display=display)
+                         input=input, display=display, out=out, max_lines=max_lines)
 
     def stop(self) -> shell.Result:
         return self.lab.host(["sbx", "stop", self.name])
@@ -217,16 +218,17 @@ class Sandbox:
 
 
 class Policy:
-    """sbx's network policy, in this mode's tool."""
+    """sbx's network policy, in this mode's tool. Each change shows its command and returns its
+    ``Result`` (a refused change prints the tool's own error; nothing raises)."""
 
     def __init__(self, lab: Lab):
         self.lab = lab
 
     def allow(self, resources: str, sandbox: str | None = None) -> shell.Result:
-        return self.lab.host(["sbx", "policy", "allow", "network", *self._scope(sandbox), resources]).check()
+        return self.lab.host(["sbx", "policy", "allow", "network", *self._scope(sandbox), resources])
 
     def deny(self, resources: str, sandbox: str | None = None) -> shell.Result:
-        return self.lab.host(["sbx", "policy", "deny", "network", *self._scope(sandbox), resources]).check()
+        return self.lab.host(["sbx", "policy", "deny", "network", *self._scope(sandbox), resources])
 
     def rm(self, resource: str) -> shell.Result:
         return self.lab.host(["sbx", "policy", "rm", "network", "--resource", resource])

@@ -1,0 +1,104 @@
+# %% [markdown]
+# # 01 · Step 1: confirm the model server runs on the host
+#
+# **What you will learn**
+# - how to list the models Docker Model Runner has, with the CLI and over HTTP;
+# - how to pull a model, and what a failed pull looks like;
+# - the exact model id an OpenAI client must send.
+#
+# **Time:** 5 minutes · **Prerequisites:** notebook 00.
+#
+# Everything in this step happens **on the host**: the model server is a host service, and the
+# sandbox comes later.
+
+# %% tags=["parameters"]
+MODE = None
+MODEL = None  # None: the mode's small default (embedded: ai/smollm2:135M-Q4_1)
+
+# %%
+import labkit
+from labkit import checks, exercises, widgets
+
+lab = labkit.connect(mode=MODE)
+model = MODEL or lab.default_model
+print(f"model for this course: {model}")
+
+# %% [markdown]
+# ## List the local models
+# `docker model ls` lists the models in the local store. On a fresh machine the list is empty.
+
+# %%
+lab.host("docker model ls");
+
+# %% [markdown]
+# The same list over HTTP: this is the OpenAI-compatible endpoint every client (and, later, the
+# sandbox) uses. `llama.cpp` in the path names the inference engine.
+
+# %%
+lab.host(f"curl -s http://localhost:{lab.port}/engines/llama.cpp/v1/models | head -20");
+
+# %% [markdown]
+# ## Pull a small model
+# The seed module pulls `ai/smollm2:360M-Q4_K_M`. Embedded mode ships one model inside a Python
+# package, SmolLM2-135M-Instruct (Q4_1), and serves only that one; in live mode any model from
+# Docker Hub works. The pull output is real: embedded mode copies the shipped file into its store.
+
+# %%
+lab.host(f"docker model pull {model}");
+
+# %% [markdown]
+# Now the list has it. Note the **MODEL NAME** column drops `ai/` and `docker.io/`, while the HTTP
+# list shows the full id (`docker.io/ai/…`). The server accepts both spellings; what it does not
+# accept is a model you have not pulled.
+
+# %%
+lab.host("docker model ls");
+
+# %%
+lab.host(f"curl -s http://localhost:{lab.port}/engines/llama.cpp/v1/models");
+
+# %% [markdown]
+# ## Pick a model
+# The picker below is fed from the model API (id, size, quantization). The rest of the course
+# reads `picker.value`, so a model you pull later shows up here after a refresh.
+
+# %% tags=["nbval-ignore-output"]
+picker = widgets.ModelPicker(lab, value=model)
+picker
+
+# %% [markdown]
+# ## What a failed pull looks like
+# The seed pulls `ai/smollm2:360M-Q4_K_M`. In live mode that downloads about 270 MB. In embedded
+# mode it fails exactly the way Docker Model Runner fails for a model it cannot get (exit 1), plus
+# one line on how to switch to live mode.
+
+# %%
+lab.host("docker model pull ai/smollm2:360M-Q4_K_M");
+
+# %% [markdown]
+# ## What just happened
+# The host runs an OpenAI-compatible model server on port 12434. `docker model ls` and
+# `GET /engines/llama.cpp/v1/models` are two views of one store, and a model has to be pulled before
+# any request can name it.
+#
+# ## Your turn
+# Requests must name a model **exactly** as the server knows it (the seed's troubleshooting table
+# calls this out). Set `MY_MODEL_ID` below to the `id` the HTTP list printed for your model, then
+# run the checkpoint: it asks the server whether that id answers.
+
+# %%
+MY_MODEL_ID = ""  # paste the id here
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# The HTTP list above prints `"id":"docker.io/ai/smollm2:135M-Q4_1"` in embedded mode, so:
+# `MY_MODEL_ID = "docker.io/ai/smollm2:135M-Q4_1"`. In code: `MY_MODEL_ID = lab.model_ids()[0]`.
+# </details>
+
+# %% [markdown]
+# ## Checkpoint
+
+# %%
+checks.step1_models(lab, model)
+exercises.model_id(lab, MY_MODEL_ID);
