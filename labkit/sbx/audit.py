@@ -32,14 +32,46 @@ def log_path() -> Path:
     return paths.state_dir("sbx") / "audit.jsonl"
 
 
+def _line(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 def append(record: dict[str, Any], path: Path | None = None) -> None:
     """Append one record atomically (one write, O_APPEND)."""
-    line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-    fd = os.open(path or log_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = _open(path or log_path())
     try:
-        os.write(fd, line)
+        os.write(fd, _line(record))
     finally:
         os.close(fd)
+
+
+class Writer:
+    """A long-lived appender (the proxy): keeps the file open, reopens it if it was replaced.
+
+    One ``stat`` and one ``write`` per record instead of open/write/close; the ``stat``
+    notices a deleted or rotated log before the record is written, so none goes astray.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._ino = -1
+
+    def append(self, record: dict[str, Any]) -> None:
+        try:
+            ino = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            ino = -2
+        if ino != self._ino:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = _open(self.path)
+            self._ino = os.fstat(self._fd).st_ino
+        os.write(self._fd, _line(record))
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ class ProxyServer:
         self.run_dir = run_dir
         self.requested_port = tcp_port
         self.audit_path = audit_path or audit.log_path()
+        self.audit = audit.Writer(self.audit_path)
         self.policy = LivePolicy()
         self.servers: dict[str, list[asyncio.Server]] = {}
         self.main: list[asyncio.Server] = []
@@ -273,7 +274,7 @@ class ProxyServer:
             finally:
                 up_writer.close()
         finally:
-            audit.append(record.as_json(), self.audit_path)
+            self.audit.append(record.as_json())
 
     async def _open_upstream(self, verdict: Decision, record: _Record
                              ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -222,16 +223,28 @@ def check(target: str, sandbox: str | None = None) -> Verdict:
 class LivePolicy:
     """The current policy for a long-running reader (the proxy).
 
-    It re-reads the small store file on every call and recompiles only when its bytes
-    changed: a stat signature could miss two changes within one timestamp tick.
+    A ``stat`` per call; the small file is re-read when its signature changed, and on every
+    call while its last change is recent (two changes within one timestamp tick can leave
+    the signature equal). It is recompiled only when its bytes changed.
     """
+
+    RECENT = 2.0  # seconds
 
     def __init__(self) -> None:
         self._path = store_path()
+        self._signature: tuple[int, ...] | None = None
         self._raw: bytes | None = None
         self._policy = PolicyState(INITIAL_PRESET, ()).policy()
 
     def get(self) -> Policy:
+        try:
+            st = os.stat(self._path)
+            signature: tuple[int, ...] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            recent = time.time() - st.st_mtime < self.RECENT
+        except FileNotFoundError:
+            signature, recent = (), False
+        if signature == self._signature and not recent:
+            return self._policy
         try:
             raw = self._path.read_bytes()
         except FileNotFoundError:
@@ -242,4 +255,5 @@ class LivePolicy:
                 self._raw = raw
             except PolicyError:
                 pass  # keep the last good policy; the CLI reports the broken file
+        self._signature = signature
         return self._policy

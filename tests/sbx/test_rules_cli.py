@@ -114,3 +114,26 @@ def test_labkit_audit_follow_prints_new_records(proxy_port: int) -> None:
     finally:
         follower.kill()
         follower.wait()
+
+
+def test_live_policy_sees_every_change_even_within_one_timestamp_tick() -> None:
+    live = rules.LivePolicy()
+    assert not live.get().decide("aaaa.example", 443).allowed
+    for host in ("aaaa.example", "bbbb.example", "cccc.example"):  # same sizes, back to back
+        rules.reset()
+        rules.add("allow", host)
+        assert live.get().decide(host, 443).allowed, host
+        assert [h for h in ("aaaa.example", "bbbb.example", "cccc.example")
+                if live.get().decide(h, 443).allowed] == [host]
+
+
+def test_audit_writer_follows_a_replaced_log(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "audit.jsonl"
+    writer = audit.Writer(path)
+    record = {"ts": "2026-01-01T00:00:00+00:00", "sandbox": None, "method": "GET", "url": "http://a/", "host": "a",
+              "port": 80, "normalized": "a:80", "decision": "deny", "rule": {"id": "default-deny", "text": ""},
+              "status": 403, "bytes_up": 0, "bytes_down": 1, "duration_ms": 0.1}
+    writer.append(record)
+    path.unlink()
+    writer.append({**record, "url": "http://b/"})
+    assert [r.url for r in audit.read(path=path)] == ["http://b/"]
