@@ -6,6 +6,7 @@ Every probe returns a small record and never raises: `labkit doctor`, mode resol
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -71,14 +72,21 @@ class SbxProbe:
     detail: str = ""
 
 
+def real_which(name: str) -> str | None:
+    """Where the real tool ``name`` is, skipping labkit's own routing shims (they are not the tool)."""
+    shims = str(paths.home() / "shims")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not p.startswith(shims))
+    return shutil.which(name, path=path)
+
+
 def probe_sbx(timeout: float = 5.0) -> SbxProbe:
-    exe = shutil.which("sbx")
+    exe = real_which("sbx")
     if not exe:
         return SbxProbe(False, detail="sbx is not on PATH")
-    version = _first_line(["sbx", "version"], timeout)
+    version = _first_line([exe, "version"], timeout)
     if version is None:
         return SbxProbe(True, detail="sbx is on PATH but `sbx version` did not answer")
-    policy = _run(["sbx", "policy", "ls"], timeout)
+    policy = _run([exe, "policy", "ls"], timeout)
     if policy is None:
         return SbxProbe(True, version, detail="`sbx policy ls` did not answer (is the daemon signed in?)")
     code, text = policy
@@ -105,9 +113,10 @@ def _first_line(argv: list[str], timeout: float) -> str | None:
 
 def docker_model_available(timeout: float = 5.0) -> tuple[bool, str]:
     """Is the `docker model` CLI plugin installed (it needs no daemon to print its version)."""
-    if not shutil.which("docker"):
+    exe = real_which("docker")
+    if not exe:
         return False, "docker is not on PATH"
-    out = _run(["docker", "model", "version"], timeout)
+    out = _run([exe, "model", "version"], timeout)
     if out is None:
         return False, "`docker model version` did not answer"
     code, text = out
