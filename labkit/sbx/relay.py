@@ -3,8 +3,8 @@
 Runs inside a namespaced sandbox as ``python3 -I -S relay.py SOCKET -- CMD [ARG…]``, with no
 labkit import (only the interpreter is bound in). It listens *before* it execs the command,
 so the command's first request cannot race the relay (no readiness polling), and it
-double-forks the relay off: the command stays the sandbox's main process, and when it exits
-bubblewrap tears down the PID namespace, which ends the relay too (sandbox-emulation §4 #4).
+double-forks the relay off: the command stays the sandbox's main process, and the relay
+exits when the command does (sandbox-emulation §4 #4), so nothing keeps the namespace alive.
 Only C modules (``_socket``, ``_thread``) are used, to keep the launch fast; TCP_NODELAY avoids
 the Nagle stall measured with socat (§4 #5). Killing the relay only cuts the guest off.
 """
@@ -62,7 +62,29 @@ def _connection(fd: int, path: str) -> None:
     upstream.close()
 
 
-def _serve(listener: _socket.socket, path: str) -> None:
+def _exit_with(pid: int) -> None:
+    """End the relay when the command ends.
+
+    bubblewrap's pid 1 waits for *all* its children, so a relay that lived on would keep a
+    detached sandbox (no --die-with-parent) alive after its command; a pidfd says when it exits.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (OSError, AttributeError):  # already gone, or no pidfd (kernel < 5.3): poll instead
+        while True:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                os._exit(0)
+            _thread.allocate_lock().acquire(timeout=0.5)
+    import select
+
+    select.select([pidfd], [], [])
+    os._exit(0)
+
+
+def _serve(listener: _socket.socket, path: str, command_pid: int) -> None:
+    _thread.start_new_thread(_exit_with, (command_pid,))
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
     null = os.open("/dev/null", os.O_RDWR)
@@ -85,10 +107,11 @@ def main(argv: list[str]) -> None:
     listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", PORT))
     listener.listen(256)
+    command_pid = os.getpid()  # this process becomes the command (exec below)
     child = os.fork()
     if child == 0:
         if os.fork() == 0:
-            _serve(listener, path)
+            _serve(listener, path, command_pid)
         os._exit(0)
     os.waitpid(child, 0)
     listener.close()

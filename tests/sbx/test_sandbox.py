@@ -306,3 +306,15 @@ def test_where_namespaces_are_forbidden_the_process_tier_is_chosen_automatically
         assert "Blocked by network policy: domain fallback.example:80" in done.stdout  # still via the proxy
     finally:
         sbx("rm", "-f", name)
+
+
+@pytest.mark.namespaces
+def test_a_detached_command_leaves_nothing_behind_when_it_ends(sandbox: str) -> None:
+    def relays() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"])
+                if p.info["cmdline"] and any(a.endswith("relay.py") for a in p.info["cmdline"])
+                and _hostname_of(p) == sandbox]
+
+    assert sbx("exec", "-d", sandbox, "sleep", "1").returncode == 0
+    wait_for(relays, 20, "the detached command's relay")
+    wait_for(lambda: not relays(), 20, "the relay to end with the command")
