@@ -223,6 +223,10 @@ def prepare(name: str, cmd: list[str], env: dict[str, str] | None = None, workdi
     Raises store.SandboxNotFound / SandboxError, or daemon.ServiceError when the proxy cannot start.
     """
     sandbox = store.get(name)
+    missing = [ws for ws in sandbox.workspaces if not os.path.isdir(ws)]
+    if missing:
+        raise store.SandboxError(f"ERROR: the workspace {missing[0]} of sandbox '{name}' no longer exists; "
+                                 f"recreate the folder, or remove the sandbox: sbx rm -f {name}")
     tier = isolation.detect()
     ep = service.endpoint(name)
     sandbox = store.set_status(sandbox, "running")  # sbx: "If the sandbox is stopped, it is started first."

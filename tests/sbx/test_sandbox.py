@@ -318,3 +318,10 @@ def test_a_detached_command_leaves_nothing_behind_when_it_ends(sandbox: str) -> 
     assert sbx("exec", "-d", sandbox, "sleep", "1").returncode == 0
     wait_for(relays, 20, "the detached command's relay")
     wait_for(lambda: not relays(), 20, "the relay to end with the command")
+
+
+def test_a_vanished_workspace_is_a_clear_error(sandbox: str, workspace: Path) -> None:
+    workspace.rmdir()
+    done = sbx("exec", sandbox, "true")
+    assert done.returncode == 125
+    assert f"the workspace {workspace} of sandbox '{sandbox}' no longer exists" in done.stderr
