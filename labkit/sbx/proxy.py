@@ -47,6 +47,7 @@ from .rules import LivePolicy
 
 CHUNK = 65536
 CONNECT_TIMEOUT = 10.0
+IDLE_TIMEOUT = 120.0  # between two requests on a kept-alive client connection
 # Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus proxy credentials.
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
               b"proxy-authenticate", b"te", b"trailer", b"upgrade"}
@@ -225,7 +226,8 @@ class ProxyServer:
         client = _Side(h11.SERVER, reader, writer)
         try:
             while True:
-                event = await client.next_event()
+                async with asyncio.timeout(IDLE_TIMEOUT):  # an idle kept-alive connection is closed
+                    event = await client.next_event()
                 if not isinstance(event, h11.Request):
                     break
                 if not await self._request(client, event, sandbox, control):
@@ -236,7 +238,7 @@ class ProxyServer:
         except h11.RemoteProtocolError as exc:
             with contextlib.suppress(Exception):
                 await self._plain(client, exc.error_status_hint, f"Bad request: {exc}\n", close=True)
-        except (ConnectionError, _ClientGone, h11.LocalProtocolError):
+        except (ConnectionError, TimeoutError, _ClientGone, h11.LocalProtocolError):
             pass
         finally:
             writer.close()
