@@ -67,10 +67,10 @@ def timed(chunks: Iterator[str]) -> Run:
     return Run(first or 0.0, time.perf_counter() - t0, n)
 
 
-def http_chunks(base: str, i: int) -> Iterator[str]:
+def http_chunks(client: httpx.Client, i: int) -> Iterator[str]:
     body = {"model": REF, "messages": messages(i), "max_tokens": TOKENS, "temperature": 0, "stream": True,
             "logit_bias": NO_EOS}
-    with httpx.stream("POST", base + "/engines/llama.cpp/v1/chat/completions", json=body, timeout=120) as resp:
+    with client.stream("POST", "/engines/llama.cpp/v1/chat/completions", json=body) as resp:
         for line in resp.iter_lines():
             if line.startswith("data: {"):
                 choices = json.loads(line[6:])["choices"]
@@ -115,10 +115,15 @@ def main() -> int:
     colds = [cold_start(base) for _ in range(args.runs)]
     path = str(catalog.SHIPPED[0].locate())
     llm = engine.load_llama(path, "completion", 8192)
-    http_runs, local_runs = [], []
-    for i in range(args.runs):  # alternate, so a noisy moment hits both sides alike
-        http_runs.append(timed(http_chunks(base, 2 * i)))
-        local_runs.append(timed(local_chunks(llm, 2 * i + 1)))
+    # One client for all requests, as an SDK keeps one: a new httpx client costs ~40 ms by itself
+    # (it builds a TLS context), which is the client's cost, not the server's.
+    client = httpx.Client(base_url=base, timeout=120)
+    http_runs: list[Run] = []
+    local_runs: list[Run] = []
+    for i in range(args.runs):  # interleaved, each side first in turn, so a noisy moment hits both alike
+        sides = [(http_runs, http_chunks(client, 2 * i)), (local_runs, local_chunks(llm, 2 * i + 1))]
+        for runs, chunks in sides if i % 2 == 0 else reversed(sides):
+            runs.append(timed(chunks))
     count = tokens_of(base, 99)
     service.stop()
 
@@ -129,10 +134,17 @@ def main() -> int:
     http_tps = med([count / r.total for r in http_runs])
     local_tps = med([count / r.total for r in local_runs])
     http_ttft, local_ttft = med([r.ttft for r in http_runs]), med([r.ttft for r in local_runs])
-    print(f"{'':24}{'HTTP':>12}{'in-process':>14}{'ratio / added':>16}")
+    def spread(values: list[float]) -> str:
+        return f"{min(values):.0f}–{max(values):.0f}"
+
+    print(f"{'median of ' + str(args.runs):24}{'HTTP':>12}{'in-process':>14}{'ratio / added':>16}")
     print(f"{'tokens/s (128 tokens)':24}{http_tps:12.1f}{local_tps:14.1f}{http_tps / local_tps:16.3f}")
     print(f"{'time to first token ms':24}{http_ttft * 1000:12.1f}{local_ttft * 1000:14.1f}"
           f"{(http_ttft - local_ttft) * 1000:+16.1f}")
+    print(f"{'  range tokens/s':24}{spread([count / r.total for r in http_runs]):>12}"
+          f"{spread([count / r.total for r in local_runs]):>14}")
+    print(f"{'  range TTFT ms':24}{spread([r.ttft * 1000 for r in http_runs]):>12}"
+          f"{spread([r.ttft * 1000 for r in local_runs]):>14}")
     ready, first = med([c[0] for c in colds]), med([c[1] for c in colds])
     print(f"cold start: server answers after {ready:.2f} s, first chat answer after {first:.2f} s "
           f"(median of {args.runs}; goal ≤ 3 s)")

@@ -17,6 +17,13 @@ DEFAULTS: dict[str, float | int] = {
 }
 
 
+# Deviation from llama-server, which generates until end-of-turn or a full context when a
+# request sets no limit: the 135M model can loop for minutes (8192 tokens) that way, e.g. in
+# `docker model run`. Embedded mode stops such a request after this many tokens; a client
+# that wants more says so with `max_tokens` (-1: no limit, llama-server's behaviour).
+UNSET_MAX_TOKENS = 512
+
+
 class BadParam(ValueError):
     """A request field has the wrong type or value; the message names it."""
 
@@ -64,7 +71,9 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
                   if body.get(k) is not None), None)
     if limit is not None and limit == 0:
         raise BadParam("'max_tokens' must be at least 1 (or -1 for no limit)")
-    args["max_tokens"] = None if limit is None or limit < 0 else limit
+    if limit is None:
+        limit = UNSET_MAX_TOKENS
+    args["max_tokens"] = None if limit < 0 else limit
     seed = _integer(body, "seed")
     args["seed"] = None if seed is None or seed < 0 else seed
     stop = body.get("stop")

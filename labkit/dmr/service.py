@@ -86,7 +86,7 @@ def loaded_models(port: int | None = None) -> list[str]:
     if got is None or got[0] != 200:
         return []
     try:
-        return [str(r.get("model_name", "?")) for r in json.loads(got[2]) if not r.get("loading")]
+        return [str(r.get("model_name", "?")) + (" (loading)" if r.get("loading") else "") for r in json.loads(got[2])]
     except (ValueError, AttributeError):
         return []
 
