@@ -61,7 +61,11 @@ class Tally:
         }
 
     def timings(self) -> dict[str, float]:
-        """llama-server's ``timings`` block, from our own clock around llama.cpp's loop."""
+        """llama-server's ``timings`` block, from our own clock around llama.cpp's loop.
+
+        Field names as llama-server sends them; whether DMR passes them on is UNCONFIRMED
+        (reference §2.6), so clients should treat them as optional.
+        """
         first = self.first_token or self.finished
         prompt_ms = max(first - self.started, 0.0) * 1000
         predicted_ms = max(self.finished - first, 0.0) * 1000
@@ -353,7 +357,12 @@ class Engine:
 
 
 def _embed(llm: Any, texts: list[str], model_name: str) -> dict[str, Any]:
-    """OpenAI's embedding list; vectors are L2-normalised as llama-server's default."""
+    """OpenAI's embedding list; vectors are L2-normalised as llama-server's default.
+
+    Mean pooling over the tokens: a chat model's GGUF declares no pooling. What DMR's
+    llama.cpp runner does for such a model (pool, or refuse pooling ``none``) is UNCONFIRMED;
+    embedded mode gives real, usable vectors.
+    """
     vectors, tokens = llm.embed(texts, return_count=True)
     data = []
     for index, vector in enumerate(vectors):

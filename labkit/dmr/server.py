@@ -353,7 +353,11 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
 
 
 def _usage_tail(job: Job, last: dict[str, Any] | None, name: str) -> list[dict[str, Any]]:
-    """The extra last chunk OpenAI sends with ``stream_options.include_usage`` (empty choices)."""
+    """The extra last chunk OpenAI sends with ``stream_options.include_usage`` (empty choices).
+
+    Whether llama.cpp behind DMR sends usage in a stream *without* that option is UNCONFIRMED
+    (reference §2.2, `run`); we follow the documented OpenAI behaviour: only when asked.
+    """
     if last is None:
         return []
     return [{"id": last["id"], "object": last["object"], "created": last["created"], "model": name,

@@ -55,9 +55,14 @@ def dmr() -> Iterator[Session]:
     service.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pulled(dmr: Session) -> Session:
-    """The shipped model pulled through the CLI, as the course's Step 1 does."""
+    """The shipped model pulled through the CLI, as the course's Step 1 does (once per session).
+
+    The server is (re)started if needed before every test: other test folders share this
+    LABKIT_HOME and may run `labkit down` between ours. Starting is idempotent and cheap.
+    """
+    service.start()
     if dmr.pull_exit < 0:
         dmr.empty_before_pull = httpx.get(dmr.base_url + "/models").json() == []
         out = io.StringIO()

@@ -15,12 +15,12 @@ from .conftest import REF, TAG, Session
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sdk(pulled: Session) -> openai.OpenAI:
     return openai.OpenAI(base_url=pulled.base_url + "/engines/llama.cpp/v1", api_key="unused", timeout=60)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def greedy(sdk: openai.OpenAI) -> openai.types.chat.ChatCompletion:
     """One greedy answer, the reference the other tests compare against."""
     return sdk.chat.completions.create(model=REF, messages=QUESTION, max_tokens=12, temperature=0)
