@@ -309,6 +309,7 @@ class Engine:
             if job.kind == "embedding":
                 job.emit(_embed(runner.llm, job.params["input"], job.model_name))
                 return
+            t0 = time.perf_counter()
             create = runner.llm.create_chat_completion if job.kind == "chat" else runner.llm.create_completion
             chunks = create(stream=True, **job.params)
             try:
@@ -319,6 +320,9 @@ class Engine:
             finally:
                 chunks.close()
                 tally.finished = time.perf_counter()
+                log.info("%s %s: %d prompt + %d generated tokens in %.2f s%s", job.kind, job.model_name,
+                         tally.prompt_tokens, tally.completion_tokens, tally.finished - (tally.started or t0),
+                         " (cancelled: the client left)" if job.cancel.is_set() else "")
         finally:
             runner.llm.tally = None
             runner.in_use, runner.last_used = False, time.time()
