@@ -133,6 +133,11 @@ def _python_roots() -> list[str]:
     """The course interpreter's prefixes (venv, base install), so python3 and its packages work."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
+    # An editable install (the course checkout) imports labkit from outside the venv: bind the
+    # package folder read-only too, so `python3 -m labkit.agent` works inside (Step 8).
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not any(package == r or package.startswith(r.rstrip("/") + "/") for r in roots):
+        roots.add(package)
     return sorted(r for r in roots if r and r != "/" and not r.startswith("/usr"))
 
 
