@@ -30,6 +30,7 @@ EMBEDDED_ONLY = (
 )
 
 
+LS_HINT = "See the pulled models with: docker model ls"
 # Extra chat fields `run` sends. DMR's `run` has no flag for them; tests cap `max_tokens` here.
 RUN_EXTRA: dict[str, Any] = {}
 
@@ -244,7 +245,7 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
             ref = client.full_model_id(model) or model
         resp = client.request("DELETE", f"/models/{ref}", params={"force": "true" if args.force else "false"})
         if resp.status_code == 404:
-            raise CliError(f"Failed to remove model: no such model: {ref}")
+            raise CliError(f"Failed to remove model: no such model: {ref}\n{LS_HINT}")
         if resp.status_code != 200:
             raise CliError(f"Failed to remove model: removing {ref} failed with status "
                            f"{resp.status_code} {resp.reason_phrase}: {resp.text.strip()}")
@@ -266,7 +267,7 @@ def cmd_inspect(client: Client, args: argparse.Namespace) -> int:
             model = client.full_model_id(model) or model
         resp = client.request("GET", f"/models/{model}")
     if resp.status_code == 404:
-        raise CliError(f"Failed to get model {args.model}: {model}: model not found")
+        raise CliError(f"Failed to get model {args.model}: {model}: model not found\n{LS_HINT}")
     if resp.status_code != 200:
         raise CliError(f"Failed to get model {args.model}: failed to list models: "
                        f"{resp.status_code} {resp.reason_phrase}")

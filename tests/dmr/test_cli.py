@@ -60,7 +60,8 @@ def test_inspect(pulled: Session, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "inspect", "--openai", REF)
     assert code == 0 and json.loads(out)["id"] == TAG
     code, _, err = run(capsys, "inspect", "ai/gemma3")
-    assert code == 1 and err.strip() == "Failed to get model ai/gemma3: ai/gemma3: model not found"
+    assert code == 1 and err.splitlines() == ["Failed to get model ai/gemma3: ai/gemma3: model not found",
+                                              cli.LS_HINT]
 
 
 def test_status(pulled: Session, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,7 +105,7 @@ def test_pull_cached_alias_then_rm(pulled: Session, capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, "rm", "ai/smollm2")
     assert code == 0 and out == "Untagged: docker.io/ai/smollm2:latest\n"
     code, _, err = run(capsys, "rm", "ai/smollm2")
-    assert code == 1 and err.strip() == "Failed to remove model: no such model: ai/smollm2"
+    assert code == 1 and err.splitlines() == ["Failed to remove model: no such model: ai/smollm2", cli.LS_HINT]
     assert [m["tags"] for m in httpx.get(pulled.base_url + "/models").json()] == [[TAG]]
 
 
