@@ -28,10 +28,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -125,9 +126,9 @@ def request(target: str, host: str) -> str:
 def row(name: str, lat: list[float], base: list[float] | None) -> str:
     p50, p99 = statistics.median(lat), pct(lat, 99)
     if base is None:
-        return f"{name:<34} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
+        return f"{name:<40} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
     b50, b99 = statistics.median(base), pct(base, 99)
-    return (f"{name:<34} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   added p50 {p50 - b50:+.2f} ms  "
+    return (f"{name:<40} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   added p50 {p50 - b50:+.2f} ms  "
             f"p99 {p99 - b99:+.2f} ms   ratio p50 ×{p50 / b50:.2f}")
 
 
@@ -206,7 +207,13 @@ def bench_chat(sandbox: str, runtime, rounds: int = 3) -> str:  # noqa: ANN001
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=500, help="requests per path")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:  # the upstream server process: print the port, serve until killed
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        print(server.server_address[1], flush=True)
+        server.serve_forever()
 
     home = tempfile.mkdtemp(prefix="lkbench-", dir="/tmp")
     os.environ["LABKIT_HOME"] = home
@@ -215,10 +222,10 @@ def main() -> int:
         os.environ.setdefault("LABKIT_DMR_PORT", str(probe.getsockname()[1]))
     from labkit.sbx import isolation, rules, runtime, service
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    up = server.server_address[1]
+    # The server runs in its own process, so the client never shares a GIL with it.
+    server = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    up = int(server.stdout.readline())
     workspace = Path(home) / "ws"
     workspace.mkdir()
     try:
@@ -230,18 +237,44 @@ def main() -> int:
         print(f"isolation: {tier.name} ({tier.reason}); {args.n} requests per path, fresh connection each; "
               f"load average {load} on {os.cpu_count()} cores\n")
 
-        direct = client_on_host({"host": "127.0.0.1", "port": up, "n": args.n,
-                                 "payload": request("/x", f"127.0.0.1:{up}"),
-                                 "sse": request("/sse", f"127.0.0.1:{up}")})
         hdi = f"host.docker.internal:{up}"
-        via = client_on_host({"host": "127.0.0.1", "port": proxy, "n": args.n,
-                              "payload": request(f"http://{hdi}/x", hdi), "sse": request(f"http://{hdi}/sse", hdi)})
         connect = f"CONNECT {hdi} HTTP/1.1\r\nHost: {hdi}\r\n\r\n"
-        tunnel = client_on_host({"host": "127.0.0.1", "port": proxy, "n": args.n, "payload": request("/x", hdi),
-                                 "connect": connect})
-
+        paths = {
+            "direct": {"host": "127.0.0.1", "port": up, "payload": request("/x", f"127.0.0.1:{up}"),
+                       "sse": request("/sse", f"127.0.0.1:{up}")},
+            "proxy": {"host": "127.0.0.1", "port": proxy, "payload": request(f"http://{hdi}/x", hdi),
+                      "sse": request(f"http://{hdi}/sse", hdi)},
+            "connect": {"host": "127.0.0.1", "port": proxy, "payload": request("/x", hdi), "connect": connect},
+        }
         name = "bench-box"
         runtime.create("shell", str(workspace), name)
+        guest_proxy = ("127.0.0.1", 3128) if tier.name == "namespaced" else ("127.0.0.1", service.endpoint(name).port)
+        paths["sandbox"] = {"host": guest_proxy[0], "port": guest_proxy[1], "payload": request(f"http://{hdi}/x", hdi),
+                            "sse": request(f"http://{hdi}/sse", hdi)}
+        results: dict[str, dict[str, list[float]]] = {k: {"lat": [], "sse": []} for k in paths}
+        proxy_proc = psutil.Process(service._service().pid())
+        cpu, proxied = 0.0, 0
+        rounds = 5  # the paths alternate, so a change in the machine's load hits them alike
+        for _ in range(rounds):
+            for key, cfg in paths.items():
+                cfg = {**cfg, "n": args.n // rounds}
+                before = proxy_proc.cpu_times()
+                if key == "sandbox":
+                    done = runtime.exec_command(name, ["python3", "-c", CLIENT, json.dumps(cfg)], timeout=600)
+                    if done.returncode != 0:
+                        print(done.stderr)
+                        return 1
+                    got = json.loads(done.stdout)
+                else:
+                    got = client_on_host(cfg)
+                if key in ("proxy", "connect"):
+                    after = proxy_proc.cpu_times()
+                    cpu += after.user + after.system - before.user - before.system
+                    proxied += cfg["n"] + 20 + (5 if cfg.get("sse") else 0)
+                for field in ("lat", "sse"):
+                    results[key][field] += got.get(field, [])
+        direct, via, tunnel, full = (results[k] for k in ("direct", "proxy", "connect", "sandbox"))
+
         launches = []
         for _ in range(10):
             t0 = time.perf_counter()
@@ -252,21 +285,14 @@ def main() -> int:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "labkit.sbx.cli", "exec", name, "true"], check=True)
             cli.append((time.perf_counter() - t0) * 1000)
-        guest_proxy = ("127.0.0.1", 3128) if tier.name == "namespaced" else ("127.0.0.1", service.endpoint(name).port)
-        cfg = {"host": guest_proxy[0], "port": guest_proxy[1], "n": args.n,
-               "payload": request(f"http://{hdi}/x", hdi), "sse": request(f"http://{hdi}/sse", hdi)}
-        done = runtime.exec_command(name, ["python3", "-c", CLIENT, json.dumps(cfg)], timeout=600)
-        if done.returncode != 0:
-            print(done.stderr)
-            return 1
-        full = json.loads(done.stdout)
 
         print("added latency of a small GET (fresh connection per request)")
         print(row("direct (host → server)", direct["lat"], None))
         print(row("proxy, absolute-form HTTP", via["lat"], direct["lat"]))
         print(row("proxy, CONNECT tunnel", tunnel["lat"], direct["lat"]))
-        print(row(f"sandbox ({tier.name}) → relay → proxy", full["lat"], direct["lat"]))
-        print("\nSSE first chunk (median of 5)")
+        print(row(f"sandbox ({tier.name}), relay, proxy", full["lat"], direct["lat"]))
+        print(f"proxy CPU per request (user+system, proxy and CONNECT paths): {cpu / proxied * 1000:.2f} ms")
+        print(f"\nSSE first chunk (median of {len(direct['sse'])})")
         for label, data in (("direct", direct), ("proxy", via), ("sandbox", full)):
             print(f"  {label:<10} {statistics.median(data['sse']):6.2f} ms")
         print(f"\nsandbox launch (`true`, median of 10): {statistics.median(launches):.0f} ms via the Python API, "
@@ -277,7 +303,8 @@ def main() -> int:
         runtime.remove(name)
     finally:
         service.stop()
-        server.shutdown()
+        server.kill()
+        server.wait()
         shutil.rmtree(home, ignore_errors=True)
     return 0
 

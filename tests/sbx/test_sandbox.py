@@ -325,3 +325,35 @@ def test_a_vanished_workspace_is_a_clear_error(sandbox: str, workspace: Path) ->
     done = sbx("exec", sandbox, "true")
     assert done.returncode == 125
     assert f"the workspace {workspace} of sandbox '{sandbox}' no longer exists" in done.stderr
+
+
+GUEST_CLIENT = r'''
+import hashlib, json, sys, threading, time, urllib.request
+base = sys.argv[1]
+payload = bytes(range(256)) * 40960  # 10 MiB
+echoed = urllib.request.urlopen(urllib.request.Request(base + "/echo", payload), timeout=60).read()
+t0 = time.monotonic()
+arrivals = [time.monotonic() - t0 for line in urllib.request.urlopen(base + "/sse?n=4&gap=0.15", timeout=30)
+            if line.startswith(b"data:")]
+results = []
+def get():
+    results.append(urllib.request.urlopen(base + "/hello", timeout=30).read())
+threads = [threading.Thread(target=get) for _ in range(20)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"echo_ok": hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest(),
+                  "arrivals": arrivals, "parallel": sorted(set(r.decode() for r in results)), "n": len(results)}))
+'''
+
+
+def test_large_bodies_streams_and_parallel_requests_cross_the_sandbox_path(sandbox: str, upstream: Upstream) -> None:
+    import json
+
+    assert sbx("policy", "allow", "network", f"localhost:{upstream.port}").returncode == 0
+    done = runtime.exec_command(sandbox, ["python3", "-c", GUEST_CLIENT, f"http://host.docker.internal:{upstream.port}"],
+                                timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["echo_ok"] and got["n"] == 20 and got["parallel"] == ["hello from the host\n"]
+    arrivals = got["arrivals"]
+    assert len(arrivals) == 4 and arrivals[0] < 0.3 and arrivals[-1] - arrivals[0] > 0.3  # incremental, not buffered
