@@ -486,7 +486,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("LABKIT_PROXY_PORT", "0") or 0),
                         help="loopback TCP port of the main listener (0 = any free port)")
     args = parser.parse_args(argv)
-    asyncio.run(serve(run_dir(), args.port))
+    try:  # uvloop, when installed, roughly halves the proxy's own cost per request
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(serve(run_dir(), args.port))
     return 0
 
 
