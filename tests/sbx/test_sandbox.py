@@ -357,3 +357,31 @@ def test_large_bodies_streams_and_parallel_requests_cross_the_sandbox_path(sandb
     assert got["echo_ok"] and got["n"] == 20 and got["parallel"] == ["hello from the host\n"]
     arrivals = got["arrivals"]
     assert len(arrivals) == 4 and arrivals[0] < 0.3 and arrivals[-1] - arrivals[0] > 0.3  # incremental, not buffered
+
+
+@pytest.mark.namespaces
+def test_run_gives_an_interactive_shell_on_a_terminal(sandbox: str) -> None:
+    import select
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.sbx.cli", "run", sandbox],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen[-300:]
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+
+    try:
+        read_until(f"agent@{sandbox}".encode())  # bash's prompt: user agent, hostname = sandbox
+        os.write(master, b"echo marker-$((6*7)); exit 5\n")
+        read_until(b"marker-42")
+        assert proc.wait(30) == 5
+    finally:
+        proc.kill()
+        os.close(master)
