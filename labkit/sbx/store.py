@@ -172,6 +172,7 @@ def register_process(sandbox: Sandbox, pid: int) -> None:
         started = psutil.Process(pid).create_time()
     except psutil.Error:
         return
+    live_processes(sandbox)  # drops the entries of commands that ended
     procs = sandbox.dir / "procs"
     procs.mkdir(exist_ok=True)
     (procs / str(pid)).write_text(f"{started!r}\n")
