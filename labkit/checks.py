@@ -306,7 +306,8 @@ def _crossing(lab: Lab, sandbox: str, path: re.Pattern[str] | None = None, *, bl
     answered (or, with ``blocked``, refused by a deny rule): the oldest such audit record (embedded),
     else the `sbx policy log` row (live, where ``path`` cannot be checked). None when there is none."""
     if is_live(lab):
-        rows = [e for e in _log_entries(lab, sandbox, blocked) if since is None or _after(e.last_seen, since)]
+        rows = [e for e in _log_entries(lab, sandbox, blocked)
+                if since is None or _after(e.last_seen, since, slack=1.0)]
         if blocked:
             rows = [e for e in rows if e.rule == "user-denied"] or rows
         return _log_line(sandbox, rows[0]) if rows else None
@@ -371,8 +372,9 @@ def _sdk_script_facts(lab: Lab, script: Path) -> tuple[list[str], str]:
     return evidence, ""
 
 
-def _after(when: datetime | None, since: float) -> bool:
-    return when is not None and when.timestamp() >= since - 1.0  # a second of slack: log times are rounded
+def _after(when: datetime | None, since: float, slack: float = 0.05) -> bool:
+    """``when`` is not before ``since`` (audit records carry milliseconds; sbx's log rounds to seconds)."""
+    return when is not None and when.timestamp() >= since - slack
 
 
 def sdk_client(lab: Lab, name: str, workspace: str | Path | None = None,

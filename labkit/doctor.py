@@ -151,8 +151,7 @@ def check_namespace() -> Check:
                      needed_by=["embedded-sandbox"])
     return Check("namespaces", False,
                  f"network namespace: cannot create one ({tier.reason}); sandboxes fall back to the "
-                 "weaker process tier", getattr(tier, "fix", "") or "apt-get install -y bubblewrap",
-                 ["embedded-sandbox"])
+                 "weaker process tier", tier.fix, ["embedded-sandbox"])
 
 
 def check_sbx(sbx: probes.SbxProbe) -> Check:

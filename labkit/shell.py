@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from . import presenter
+
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_LINES = 60
 TAIL_LINES = 10
@@ -93,6 +95,7 @@ class Result:
     timed_out: bool = False
     error: str | None = None
     chunks: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    echoed: bool = field(default=False, repr=False)  # already shown live, as it ran
 
     @property
     def ok(self) -> bool:
@@ -127,6 +130,15 @@ class Result:
     def __repr__(self) -> str:
         state = self.error or f"exit {self.returncode}"
         return f"<{state} · {self.duration:.2f} s>"
+
+    def _ipython_display_(self) -> None:
+        """As a cell's last value: nothing when the transcript was already streamed, else the transcript.
+
+        (A trailing `;` is not enough: kernels that run cells without storing history, as nbval
+        does, still display the value.)
+        """
+        if not self.echoed:
+            print(self.transcript(), end="")
 
 
 class CommandFailed(RuntimeError):
@@ -211,7 +223,7 @@ def run(
     """
     argv, shown, _ = to_argv(command, shell)
     shown = display or shown
-    sink = (out or sys.stdout) if echo else None
+    sink = (out or presenter.stream(sys.stdout)) if echo else None
     echo_ = _Echo(sink, max_lines)
     if sink is not None:
         sink.write(f"$ {shown}\n")
@@ -256,7 +268,7 @@ def run(
         hint = INSTALL_HINTS.get(missing, "check the spelling, or install it")
         error = f"{missing}: command not found — {hint}"
     result = Result(shown, argv, returncode, "".join(parts["stdout"]), stderr,
-                    time.monotonic() - started, timed_out, error, chunks)
+                    time.monotonic() - started, timed_out, error, chunks, echoed=sink is not None)
     echo_.finish(None if result.ok else result.status_line())
     return result
 
@@ -322,6 +334,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _failed(shown: str, argv: list[str], error: str, code: int, started: float, echo_: _Echo) -> Result:
-    result = Result(shown, argv, code, "", "", time.monotonic() - started, error=error)
+    result = Result(shown, argv, code, "", "", time.monotonic() - started, error=error, echoed=echo_.out is not None)
     echo_.finish(result.status_line())
     return result

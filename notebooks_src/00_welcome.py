@@ -82,7 +82,7 @@ lab.host("labkit doctor");
 # %%
 from labkit import checks
 
-checks.preflight(lab);
+ready = checks.preflight(lab)
 
 # %% [markdown]
 # ## The course map
