@@ -1,0 +1,84 @@
+"""Presenter mode: command transcripts large and high-contrast, for a projector.
+
+With ``LABKIT_PRESENTER=1`` the command runner writes a transcript into one HTML block of
+the notebook (big monospace, white on black, the ``$ command`` line in yellow, a failure line
+in red) that is updated as output arrives, instead of plain stdout. The block carries the
+same text as ``text/plain``, so a saved notebook still reads as a transcript. Everything else
+stays as it was: the setting off, a terminal (no Jupyter kernel), or stdout redirected by the
+caller (a widget capturing a command) all get the plain stream. The setting is read at each
+command, so ``%env LABKIT_PRESENTER=1`` takes effect mid-class.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import sys
+from typing import Any, TextIO
+
+FONT_SIZE = "22px"
+STYLE = (f"font-family: var(--jp-code-font-family, monospace); font-size: {FONT_SIZE}; line-height: 1.4; "
+         "background: #000; color: #fff; padding: 10px 14px; margin: 4px 0; border-radius: 4px; "
+         "white-space: pre-wrap; overflow-wrap: anywhere;")
+COMMAND_STYLE = "color: #ffd866; font-weight: bold;"  # 14:1 on black
+FAILURE_STYLE = "color: #ff8f8f; font-weight: bold;"  # 8:1 on black
+
+
+def enabled() -> bool:
+    return os.environ.get("LABKIT_PRESENTER", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _kernel_stream(stream: TextIO) -> bool:
+    """Is ``stream`` the Jupyter kernel's own output stream (not a terminal, not a redirect)?"""
+    iostream = sys.modules.get("ipykernel.iostream")
+    return iostream is not None and isinstance(stream, iostream.OutStream)
+
+
+def render(text: str) -> str:
+    """The transcript as one HTML block: ``$ …`` lines and ``✗ …`` lines stand out."""
+    rows = []
+    for line in text.split("\n"):
+        escaped = html.escape(line)
+        if line.startswith("$ "):
+            escaped = f'<span style="{COMMAND_STYLE}">{escaped}</span>'
+        elif line.startswith(("✗ ", "[exit ")) and line != "[exit 0]":
+            escaped = f'<span style="{FAILURE_STYLE}">{escaped}</span>'
+        rows.append(escaped)
+    return f'<pre class="labkit-presenter" style="{STYLE}">' + "\n".join(rows).rstrip("\n") + "</pre>"
+
+
+class Transcript(io.TextIOBase):
+    """A text stream shown as one live HTML block: each ``flush`` re-renders what was written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._handle: Any = None
+        self._shown = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        plain = self.text.rstrip("\n")
+        if plain == self._shown:
+            return
+        from IPython.display import display
+
+        bundle = {"text/plain": plain, "text/html": render(self.text)}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+        self._shown = plain
+
+
+def stream(default: TextIO) -> TextIO:
+    """Where a command's transcript goes: a presenter block, or ``default`` (the runner's stdout)."""
+    if enabled() and _kernel_stream(default):
+        return Transcript()
+    return default
