@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,18 @@ from labkit.lab import Lab
 MODEL = "ai/smollm2:135M-Q4_1"
 FAKES = Path(__file__).resolve().parent / "fakes" / "bin"
 pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_lab(tmp_path_factory):
+    """This module's own state folder and model port (other suites keep their servers running)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABKIT_HOME", str(tmp_path_factory.mktemp("labkit-home")))
+        mp.setenv("LABKIT_DMR_PORT", str(port))
+        yield
 
 
 def course_script(lab: Lab, workdir: Path, name: str) -> dict:
