@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sbx": ("labkit.sbx.cli", "main", "embedded `sbx …` (same syntax)"),
     "audit": ("labkit.sbx.audit", "main", "the policy proxy's raw audit records"),
     "shell": ("labkit.routing", "shell_main", "a shell where the course's `sbx`/`docker model` work in this mode"),
+    "reset": ("labkit.reset", "main", "between classes: remove sandboxes, reset the policy, archive the audit log"),
 }
 
 
