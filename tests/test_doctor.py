@@ -57,6 +57,7 @@ def test_missing_bubblewrap_is_explained(tmp_path):
     bwrap_line = next(line for line in out.splitlines() if "bwrap" in line)
     assert bwrap_line.startswith("✗")
     assert "apt-get install -y bubblewrap" in out
+    assert "process" in out.strip().splitlines()[-1], "without bwrap the sandboxes fall back to the process tier"
 
 
 def test_forced_live_mode_cannot_run_here():

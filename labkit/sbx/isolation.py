@@ -76,7 +76,9 @@ def _probe(bwrap: str) -> tuple[bool, str]:
 def _detect(forced: str) -> Tier:
     if forced == "process":
         return Tier("process", "LABKIT_ISOLATION=process forces it", PROCESS_DETAIL, fix="unset LABKIT_ISOLATION")
-    bwrap = shutil.which("bwrap", path=BWRAP_ENV["PATH"]) or shutil.which("bwrap")
+    # Found on the caller's PATH (so `labkit doctor` and the runtime agree on what is installed),
+    # then always run by absolute path from an empty environment.
+    bwrap = shutil.which("bwrap")
     if not bwrap:
         ok, why = False, "bubblewrap (bwrap) is not installed; on Debian/Ubuntu: apt-get install bubblewrap"
     elif not os.path.exists("/proc/self/ns/user"):
