@@ -3,6 +3,6 @@
 lab:  ## set up, then start the course: JupyterLab on notebooks/ with the embedded lab running
 	@scripts/setup.sh
 	@scripts/lab.sh
-test: ## set up, then run the whole test suite
-	@scripts/setup.sh
+test: ## set up (with Chromium for the browser test), then run the whole test suite
+	@scripts/setup.sh chromium
 	@scripts/test.sh

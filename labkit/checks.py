@@ -263,6 +263,9 @@ def inside_sandbox(lab: Lab, name: str) -> CheckResult:
         result = box.exec("hostname", echo=False)
         got = result.stdout.strip()
         evidence = [f"sbx exec {name} hostname: {got or result.error or f'exit {result.returncode}'}"]
+        if result.ok and lab.isolation.startswith("process"):
+            # no UTS namespace in the process tier: the command ran, but the hostname is the host's
+            return passed(f"{what} (process tier: own hostname not enforced)", evidence)
         if not result.ok or got != name:
             return failed(f"Step 4: hostname inside {name} is not {name}", f"sbx exec {name} hostname", evidence)
         return passed(f"{what} (hostname = {name})", evidence)

@@ -94,7 +94,7 @@ class Lab:
         self.sbx = SbxCli(["sbx"] if live_sbx else [*python, "sbx"], fixes=None if live_sbx else EMBEDDED_FIXES)
         dmr_fixes = None if live_dmr else EMBEDDED_FIXES
         self.model_cli = ModelCli(["docker", "model"] if live_dmr else [*python, "model"], fixes=dmr_fixes)
-        self.api = ModelApi(f"http://localhost:{self.port}", cli=self.model_cli, fixes=dmr_fixes)
+        self.api = ModelApi(f"http://localhost:{self.port}", timeout=timeout, cli=self.model_cli, fixes=dmr_fixes)
         engines = f":{self.port}/engines/llama.cpp/v1"
         self.endpoints = Endpoints(f"http://localhost{engines}", f"http://host.docker.internal{engines}", self.port)
         self.policy = Policy(self)
@@ -178,12 +178,12 @@ class Sandbox:
         return self.info is not None
 
     def create(self, agent: str = "shell", path: str = ".", *, cwd: str | os.PathLike[str] | None = None,
-               reuse: bool = True) -> shell.Result | None:
+               reuse: bool = True, timeout: float | None = None) -> shell.Result | None:
         """`sbx create --name N AGENT PATH` (run in ``cwd``); with ``reuse``, an existing sandbox is kept."""
         if reuse and self.exists:
             print(f"sandbox '{self.name}' exists already: reusing it")
             return None
-        return self.lab.host(["sbx", "create", "--name", self.name, agent, path], cwd=cwd)
+        return self.lab.host(["sbx", "create", "--name", self.name, agent, path], cwd=cwd, timeout=timeout)
 
     def exec(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
              workdir: str | None = None, timeout: float | None = None, echo: bool = True,

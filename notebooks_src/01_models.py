@@ -44,7 +44,7 @@ lab.host(f"curl -s http://localhost:{lab.port}/engines/llama.cpp/v1/models | hea
 # Docker Hub works. The pull output is real: embedded mode copies the shipped file into its store.
 
 # %%
-lab.host(f"docker model pull {model}");
+lab.host(f"docker model pull {model}", timeout=900);  # live mode downloads: allow 15 minutes
 
 # %% [markdown]
 # Now the list has it. Note the **MODEL NAME** column drops `ai/` and `docker.io/`, while the HTTP
@@ -73,7 +73,7 @@ picker
 # one line on how to switch to live mode.
 
 # %%
-lab.host("docker model pull ai/smollm2:360M-Q4_K_M");
+lab.host("docker model pull ai/smollm2:360M-Q4_K_M", timeout=900);
 
 # %% [markdown]
 # ## What just happened

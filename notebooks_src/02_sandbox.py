@@ -32,7 +32,7 @@ lab = labkit.connect(mode=MODE)
 lab.host(f"mkdir -p {WORKDIR}");
 
 # %%
-lab.sandbox(SANDBOX).create("shell", ".", cwd=WORKDIR);
+lab.sandbox(SANDBOX).create("shell", ".", cwd=WORKDIR, timeout=900);  # a first live create pulls an image
 
 # %% [markdown]
 # In embedded mode the output names the **isolation tier**: `namespaced` means bubblewrap gave the

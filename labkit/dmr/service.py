@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 from .. import paths
 from ..daemon import Service, ServiceError, python_module
@@ -70,7 +71,42 @@ def start() -> str:
     pid, started, seconds = svc.start()
     if not started:
         return f"model server: already running at {base_url(port)} (pid {pid})"
-    return f"model server: {base_url(port)} (pid {pid}, answering after {seconds:.2f} s) · log {svc.logfile}"
+    return (f"model server: {base_url(port)} (pid {pid}, answering after {seconds:.2f} s){warm_up(port)}"
+            f" · log {svc.logfile}")
+
+
+WARM_UP_TIMEOUT = 60.0
+
+
+def warm_up(port: int, timeout: float = WARM_UP_TIMEOUT) -> str:
+    """One 1-token chat completion right after start, so the learner's first request is fast.
+
+    The server loads the pulled model in the background, but the first chat completion still
+    pays for the load and llama.cpp's first-batch setup (measured on 2 cores: 0.8-0.9 s instead
+    of 0.3 s). Returns a suffix for the start line ("" when no model is pulled yet).
+    """
+    got = _get(port, "/engines/v1/models", timeout=2.0)
+    try:
+        ids = [str(m["id"]) for m in json.loads(got[2])["data"]] if got and got[0] == 200 else []
+    except (ValueError, KeyError, TypeError):
+        ids = []
+    if not ids:
+        return ""
+    body = json.dumps({"model": ids[0], "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 1})
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/engines/v1/chat/completions", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        ok = resp.status == 200
+    except (OSError, http.client.HTTPException):
+        ok = False
+    finally:
+        conn.close()
+    if not ok:
+        return " · warm-up failed (the first request will be slower)"
+    return f" · {ids[0]} warmed up in {time.monotonic() - t0:.2f} s"
 
 
 def stop() -> str:

@@ -76,6 +76,7 @@ class _Record:
     error: str = ""
     ts: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
     t0: float = field(default_factory=time.monotonic)
+    written: bool = False  # appended to the audit log already
 
     def decided(self, verdict: Decision) -> None:
         self.host, self.port, self.normalized = verdict.host, verdict.port, verdict.normalized
@@ -276,6 +277,13 @@ class ProxyServer:
             finally:
                 up_writer.close()
         finally:
+            self._log(record)
+
+    def _log(self, record: _Record) -> None:
+        """Append the record, once. Called before the response's last byte goes out, so a client
+        that has its whole answer (and the notebook that ran it) already finds the record."""
+        if not record.written:
+            record.written = True
             self.audit.append(record.as_json())
 
     async def _open_upstream(self, verdict: Decision, record: _Record
@@ -313,8 +321,9 @@ class ProxyServer:
         return f"Bad gateway: could not connect to {verdict.normalized} ({last.lower()})\n"
 
     # ---- responses the proxy makes itself ----------------------------------------------------
-    async def _plain(self, client: _Side, status: int, text: str, close: bool = False) -> int:
-        """Send a text/plain response of our own; returns the body size sent."""
+    async def _plain(self, client: _Side, status: int, text: str, close: bool = False,
+                     record: _Record | None = None) -> int:
+        """Send a text/plain response of our own (``record`` is logged first); returns the body size sent."""
         body = text.encode()
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
                    (b"x-content-type-options", b"nosniff")]
@@ -324,13 +333,15 @@ class ProxyServer:
         head = client.method == b"HEAD"
         if not head:
             events.append(h11.Data(data=body))
+        if record is not None:
+            record.status, record.bytes_down = status, 0 if head else len(body)
+            self._log(record)
         await client.send(*events, h11.EndOfMessage())
         return 0 if head else len(body)
 
     async def _refuse(self, client: _Side, status: int, text: str, close: bool, record: _Record) -> bool:
         """403 / 400 / 502 made by the proxy; a request with a body is not drained: we close."""
-        record.status = status
-        record.bytes_down = await self._plain(client, status, text, close=close)
+        await self._plain(client, status, text, close=close, record=record)
         return not close and _reusable(client)
 
     async def _control(self, client: _Side, method: str, target: str) -> bool:
@@ -388,6 +399,7 @@ class ProxyServer:
 
     async def _download(self, client: _Side, upstream: _Side, record: _Record) -> None:
         started = False
+        length: int | None = None  # the body's Content-Length (None: chunked or until close)
         try:
             while True:
                 event = await upstream.next_event()
@@ -397,24 +409,28 @@ class ProxyServer:
                 elif isinstance(event, h11.Response):
                     record.status = event.status_code
                     headers = [(k, v) for k, v in event.headers if k not in HOP_BY_HOP]
+                    length = _content_length(event.headers)
+                    if client.method == b"HEAD" or event.status_code in (204, 304) or length == 0:
+                        self._log(record)  # the head is the whole answer
                     await client.send(h11.Response(status_code=event.status_code, headers=headers,
                                                    reason=event.reason))
                     started = True
                 elif isinstance(event, h11.Data):
                     record.bytes_down += len(event.data)
+                    if length is not None and record.bytes_down >= length:
+                        self._log(record)  # with this chunk the client has its whole answer
                     await client.send(event)
                 elif isinstance(event, h11.EndOfMessage):
+                    self._log(record)
                     await client.send(h11.EndOfMessage())
                     return
                 else:
                     raise h11.RemoteProtocolError("upstream closed the connection", 502)
         except h11.RemoteProtocolError as exc:
             if not started:
-                record.status = 502
                 record.error = f"upstream: {exc}"
-                record.bytes_down = await self._plain(
-                    client, 502, f"Bad gateway: upstream {record.normalized} sent no valid response ({exc})\n",
-                    close=True)
+                await self._plain(client, 502, f"Bad gateway: upstream {record.normalized} sent no valid response "
+                                  f"({exc})\n", close=True, record=record)
                 return
             record.error = "upstream closed mid-response"
             client.writer.transport.abort()  # an incomplete body must look incomplete to the client
@@ -447,6 +463,16 @@ class ProxyServer:
                 dst.transport.abort()
 
         await asyncio.gather(pipe(client.reader, up_writer, True), pipe(up_reader, client.writer, False))
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for key, value in headers:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _has_body(req: h11.Request) -> bool:

@@ -33,7 +33,9 @@ def test_store_survives_down_and_up(pulled: Session) -> None:
     with pytest.raises(httpx.ConnectError):
         httpx.get(pulled.base_url + "/models")
     t0 = time.perf_counter()
-    assert service.start().startswith(f"model server: {pulled.base_url} (pid ")
+    line = service.start()
+    assert line.startswith(f"model server: {pulled.base_url} (pid ")
+    assert f"{REF} warmed up in" in line or "docker.io/" in line and "warmed up in" in line, line
     body = {"model": REF, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "temperature": 0}
     resp = httpx.post(pulled.base_url + "/engines/v1/chat/completions", json=body, timeout=60)
     cold = time.perf_counter() - t0
