@@ -1,0 +1,115 @@
+"""The course itself: every notebook runs headless, in order, twice, and matches its committed outputs.
+
+* sources and notebooks are in sync (``notebooks_src/*.py`` → ``notebooks/*.ipynb``);
+* committed outputs show no absolute path of the machine that produced them;
+* papermill runs the whole course in order on a fresh ``LABKIT_HOME`` in embedded mode, then
+  again (re-runnable), and every notebook in ``notebooks/`` is covered;
+* ``pytest --nbval`` (strict) passes against the committed outputs with ``sanitize.cfg``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT / "scripts"))
+import build_notebooks  # noqa: E402
+
+pytestmark = pytest.mark.notebooks
+COURSE = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _fresh_env() -> dict[str, str]:
+    return {**os.environ, "LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-test-home-"),
+            "LABKIT_DMR_PORT": str(_free_port()), "LABKIT_MODE": "embedded"}
+
+
+def _down(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", "labkit", "down"], env=env, capture_output=True, timeout=60)
+
+
+def test_the_course_is_complete_and_numbered():
+    numbers = [int(p.name[:2]) for p in COURSE]
+    assert numbers == list(range(10)), f"notebooks 00–09 expected, found {[p.name for p in COURSE]}"
+
+
+def test_sources_and_notebooks_are_in_sync():
+    sources = build_notebooks.sources()
+    assert [s.stem for s in sources] == [p.stem for p in COURSE]
+    for src in sources:
+        want = [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in build_notebooks.convert(src).cells]
+        nb = nbformat.read(build_notebooks.target(src), as_version=4)
+        have = [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in nb.cells]
+        assert have == want, f"{src.name} changed: regenerate with .venv/bin/python scripts/build_notebooks.py"
+
+
+def test_every_notebook_has_a_parameters_cell_and_executed_outputs():
+    for path in COURSE:
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: one parameters cell expected"
+        assert "MODE" in tagged[0].source
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.execution_count for c in code), f"{path.name}: commit executed outputs (build_notebooks.py)"
+
+
+def test_committed_outputs_show_no_absolute_machine_paths():
+    forbidden = [str(ROOT), "/tmp/labkit-test-home-", ".labkit-build-notebooks", "/root/"]
+    for path in COURSE:
+        text = path.read_text()
+        for needle in forbidden:
+            assert needle not in text, f"{path.name} shows {needle!r}: outputs must use ~ or relative paths"
+
+
+@pytest.mark.timeout(1800)
+def test_course_runs_in_order_twice_with_papermill(tmp_path):
+    import papermill
+
+    env = _fresh_env()
+    saved = dict(os.environ)
+    os.environ.update(env)
+    timings: list[tuple[str, float]] = []
+    try:
+        for round_ in (1, 2):
+            for path in COURSE:
+                t0 = time.monotonic()
+                papermill.execute_notebook(str(path), str(tmp_path / f"{round_}-{path.name}"), cwd=str(NOTEBOOKS),
+                                           kernel_name="python3", progress_bar=False,
+                                           parameters={"MODE": "embedded"})
+                timings.append((f"{round_}:{path.stem}", time.monotonic() - t0))
+    finally:
+        _down(env)
+        os.environ.clear()
+        os.environ.update(saved)
+    ran = {name.split(":", 1)[1] for name, _ in timings}
+    assert ran == {p.stem for p in COURSE}
+    print("\n".join(f"{name}: {secs:.1f} s" for name, secs in timings))
+
+
+@pytest.mark.timeout(1800)
+def test_nbval_strict_against_committed_outputs():
+    env = _fresh_env()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-cell-timeout=600",
+             "--nbval-sanitize-with", str(NOTEBOOKS / "sanitize.cfg"), "-o", "testpaths=", *map(str, COURSE)],
+            cwd=NOTEBOOKS, env=env, capture_output=True, text=True, timeout=1700)
+    finally:
+        _down(env)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
