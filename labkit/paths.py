@@ -36,6 +36,12 @@ def dmr_port() -> int:
         return DEFAULT_DMR_PORT
 
 
+def without_shims(path_value: str) -> str:
+    """A PATH value without labkit's routing shims (``$LABKIT_HOME/shims/…``): the real tools only."""
+    shims = str(home() / "shims")
+    return os.pathsep.join(p for p in path_value.split(os.pathsep) if p and not p.startswith(shims))
+
+
 def repo_root() -> Path | None:
     """The course checkout when labkit runs from one (it has ``notebooks/``), else None."""
     here = Path(__file__).resolve().parent.parent

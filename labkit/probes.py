@@ -74,9 +74,7 @@ class SbxProbe:
 
 def real_which(name: str) -> str | None:
     """Where the real tool ``name`` is, skipping labkit's own routing shims (they are not the tool)."""
-    shims = str(paths.home() / "shims")
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not p.startswith(shims))
-    return shutil.which(name, path=path)
+    return shutil.which(name, path=paths.without_shims(os.environ.get("PATH", "")))
 
 
 def probe_sbx(timeout: float = 5.0) -> SbxProbe:

@@ -53,19 +53,14 @@ def shim_dirs(res: modes.Resolution, outer_path: str | None = None) -> list[Path
         dirs.append(d)
     if res.model_server.kind == "embedded":
         d = paths.state_dir("shims", "docker")
-        _write(d / "docker", _DOCKER_SHIM.format(python=python, outer_path=shlex.quote(_without(outer, dirs))))
+        _write(d / "docker", _DOCKER_SHIM.format(python=python, outer_path=shlex.quote(paths.without_shims(outer))))
         dirs.append(d)
     return dirs
 
 
-def _without(path_value: str, dirs: list[Path]) -> str:
-    shims = str(paths.state_dir("shims"))
-    return os.pathsep.join(p for p in path_value.split(os.pathsep) if p and not p.startswith(shims))
-
-
 def course_env(res: modes.Resolution) -> dict[str, str]:
     """Environment additions under which the course's command lines mean what they say."""
-    outer = _without(os.environ.get("PATH", ""), [])
+    outer = paths.without_shims(os.environ.get("PATH", ""))
     dirs = shim_dirs(res, outer)
     bindir = str(Path(sys.executable).parent)  # labkit, python, jupyter of the course environment
     path = os.pathsep.join([*map(str, dirs), bindir, outer])

@@ -105,7 +105,7 @@ class SbxCli(Cli):
 
     # ------------------------------------------------------------ policy
 
-    def _scope(self, sandbox: str | None) -> list[str]:
+    def scope_args(self, sandbox: str | None) -> list[str]:
         """Global is the bare form; a sandbox is `--sandbox NAME` from v0.32, positional before."""
         if not sandbox:
             return []
@@ -120,12 +120,12 @@ class SbxCli(Cli):
 
     def policy_allow(self, resources: str | Sequence[str], sandbox: str | None = None) -> str | None:
         """`sbx policy allow network …`; the new rule's id when sbx prints it."""
-        done = self.run(["policy", "allow", "network", *self._scope(sandbox), self._resources(resources)])
+        done = self.run(["policy", "allow", "network", *self.scope_args(sandbox), self._resources(resources)])
         return sbx_output.parse_added_id(done.text)
 
     def policy_deny(self, resources: str | Sequence[str], sandbox: str | None = None) -> str | None:
         """`sbx policy deny network …`; the new rule's id when sbx prints it."""
-        done = self.run(["policy", "deny", "network", *self._scope(sandbox), self._resources(resources)])
+        done = self.run(["policy", "deny", "network", *self.scope_args(sandbox), self._resources(resources)])
         return sbx_output.parse_added_id(done.text)
 
     def policy_rm(self, resource: str | None = None, rule_id: str | None = None, sandbox: str | None = None) -> None:
@@ -133,7 +133,7 @@ class SbxCli(Cli):
         if (resource is None) == (rule_id is None):
             raise ValueError("give exactly one of resource= or rule_id=")
         what = ["--resource", resource] if resource is not None else ["--id", str(rule_id)]
-        self.run(["policy", "rm", "network", *self._scope(sandbox), *what])
+        self.run(["policy", "rm", "network", *self.scope_args(sandbox), *what])
 
     def policy_rules(self) -> list[PolicyRule]:
         """The network rules: `--json` from v0.35 (`--wide` if that is not the documented JSON), else the table."""
