@@ -1,23 +1,26 @@
-"""llama.cpp inference for the embedded model server: one worker thread, jobs in arrival order.
+"""llama.cpp inference inside the engine process: one worker thread, jobs in arrival order.
+
+This module runs in the backend process (``labkit.dmr.backend``), never in the HTTP front: a
+crash of llama.cpp (a signal, an abort, the OOM killer) then ends only that process, as a
+llama.cpp runner crash does behind Docker Model Runner (``labkit.dmr.supervisor`` restarts it).
 
 A llama.cpp context must not be used by two requests at once, and on a 2-core machine two
 generations in parallel would only slow each other down. So every model operation (load,
 chat, completion, embedding, unload) is a job on one FIFO queue, run by one thread that owns
-the models. A job streams its output back to the asyncio side as it is produced; setting a
-job's ``cancel`` (the client went away) stops it before the next token, so the next request
-starts at once. A loaded model stays loaded (DMR's keep-alive ``-1``: "Forever").
+the models. A job streams its output through its ``emit`` callback as it is produced; setting
+a job's ``cancel`` (the client went away) stops it before the next token. A loaded model
+stays loaded (DMR's keep-alive ``-1``: "Forever").
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -53,6 +56,15 @@ class Tally:
     first_token: float | None = None
     finished: float = 0.0
 
+    def counts(self) -> dict[str, Any]:
+        """The counters, to carry from the engine process to the front."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "started": self.started, "first_token": self.first_token, "finished": self.finished}
+
+    def update(self, counts: dict[str, Any]) -> None:
+        for name, value in counts.items():
+            setattr(self, name, value)
+
     def usage(self) -> dict[str, int]:
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -82,18 +94,16 @@ class Tally:
         }
 
 
-_DONE = object()
-
-
 @dataclass
 class Job:
-    """One unit of work for the worker thread, with a way back to the asyncio side."""
+    """One unit of work for the engine, with a way back to whoever waits for its output."""
 
     kind: Kind
     model: StoredModel | None
     model_name: str = ""  # the reference the client used (DMR's runner records it)
     params: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
+    id: int = 0  # unique among the jobs of one front (the wire protocol's job id)
     tally: Tally = field(init=False)
     _emit: Callable[[Any], None] | None = field(default=None, init=False, repr=False)
 
@@ -204,19 +214,24 @@ def load_llama(path: str, mode: Mode, context: int | None, threads: int | None =
     return llm
 
 
-class Engine:
-    """The embedded runners: load, infer and unload, strictly one job at a time."""
+class Worker:
+    """The loaded runners: load, infer and unload, strictly one job at a time.
 
-    def __init__(self, threads: int | None = None) -> None:
+    ``on_runners`` hears the runner list after every change (the front shows it as
+    ``/engines/ps``); ``finished`` hears each job's end, after its last item.
+    """
+
+    def __init__(self, threads: int | None = None,
+                 on_runners: Callable[[list[dict[str, Any]]], None] | None = None,
+                 finished: Callable[[Job, BaseException | None], None] | None = None) -> None:
         self.threads = threads or default_threads()
+        self._on_runners = on_runners or (lambda runners: None)
+        self._finished = finished or (lambda job, error: None)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._runners: dict[tuple[str, Mode], Runner] = {}
         self._lock = threading.Lock()  # guards _runners for status readers
         self._thread: threading.Thread | None = None
-        self._current: Job | None = None  # the job the worker runs now
-        self._stopping = threading.Event()
-
-    # -- lifecycle ---------------------------------------------------------------------------
+        self.current: Job | None = None  # the job the worker runs now
 
     def start(self) -> None:
         if self._thread is None:
@@ -224,74 +239,41 @@ class Engine:
             self._thread.start()
 
     def stop(self) -> None:
-        """Cancel what runs and what waits, then end the worker (server shutdown)."""
+        """Cancel what runs, then end the worker after the jobs already queued."""
         if self._thread is not None:
-            self._stopping.set()
-            if self._current is not None:
-                self._current.cancel.set()
+            if self.current is not None:
+                self.current.cancel.set()
             self._jobs.put(None)
             self._thread.join(timeout=5)
             self._thread = None
-            self._stopping.clear()
 
-    def preload(self, model: StoredModel, name: str) -> None:
-        """Queue a load so the first request does not wait for it (fire and forget)."""
-        self._jobs.put(Job("load", model, name))
-
-    async def unload(self, model_ids: set[str] | None) -> int:
-        """Unload runners (``None``: all) after the jobs already queued; how many were loaded."""
-        counts = [n async for n in self.run(Job("unload", None, params={"ids": model_ids}))]
-        return int(counts[0]) if counts else 0
-
-    def forget(self, model_ids: set[str]) -> None:
-        """Queue unloading of models that left the store (fire and forget)."""
-        self._jobs.put(Job("unload", None, params={"ids": model_ids}))
+    def submit(self, job: Job) -> None:
+        self.start()
+        self._jobs.put(job)
 
     def runners(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.status() for r in self._runners.values()]
 
-    def loaded_names(self) -> list[str]:
-        with self._lock:
-            return [r.model_name for r in self._runners.values() if not r.loading]
-
-    # -- the asyncio side --------------------------------------------------------------------
-
-    async def run(self, job: Job) -> AsyncIterator[Any]:
-        """Queue ``job`` and yield what it produces; leaving early cancels it."""
-        loop = asyncio.get_running_loop()
-        items: asyncio.Queue[Any] = asyncio.Queue()
-        job._emit = lambda item: loop.call_soon_threadsafe(items.put_nowait, item)
-        self.start()
-        self._jobs.put(job)
-        finished = False
-        try:
-            while (item := await items.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-            finished = True
-        finally:
-            if not finished:  # the consumer left early (client gone) or the job failed
-                job.cancel.set()
+    def _changed(self) -> None:
+        self._on_runners(self.runners())
 
     # -- the worker thread -------------------------------------------------------------------
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            self._current = job
-            if self._stopping.is_set():
-                job.cancel.set()
+            self.current = job
+            error: BaseException | None = None
             try:
                 if not job.cancel.is_set():
                     self._execute(job)
             except Exception as exc:  # delivered to the waiting request, never kills the worker
                 if not isinstance(exc, EngineError | ValueError):
                     log.exception("%s job failed", job.kind)
-                job.emit(exc)
+                error = exc
             finally:
-                self._current = None
-                job.emit(_DONE)
+                self.current = None
+                self._finished(job, error)
 
     def _execute(self, job: Job) -> None:
         if job.kind == "unload":
@@ -303,8 +285,15 @@ class Engine:
         if job.kind == "load":
             return
         runner.in_use, runner.last_used = True, time.time()
+        self._changed()
         tally = job.tally
         runner.llm.tally = tally
+        if job.params.get("seed") is not None:
+            # A seeded request starts from an empty context: reusing the cached prefix of the
+            # request before changes how the prompt is batched, so the logits differ in their
+            # last bits and a sampled text can change. Fresh, the same request gives the same
+            # text in any order (on one build and thread count).
+            runner.llm.reset()
         try:
             if job.kind == "embedding":
                 job.emit(_embed(runner.llm, job.params["input"], job.model_name))
@@ -326,6 +315,7 @@ class Engine:
         finally:
             runner.llm.tally = None
             runner.in_use, runner.last_used = False, time.time()
+            self._changed()
 
     def _runner(self, model: StoredModel, name: str, mode: Mode) -> Runner:
         key = (model.id, mode)
@@ -338,6 +328,7 @@ class Engine:
         runner = Runner(model.id, name or (model.tags[0] if model.tags else model.id), mode)
         with self._lock:
             self._runners[key] = runner
+        self._changed()
         t0 = time.perf_counter()
         try:
             path = str(model.check_file())
@@ -345,8 +336,10 @@ class Engine:
         except Exception as exc:
             with self._lock:
                 self._runners.pop(key, None)
+            self._changed()
             raise LoadError(f"unable to load runner: {exc}") from exc
         runner.loading = False
+        self._changed()
         log.info("loaded %s (%s) in %.2f s", runner.model_name, mode, time.perf_counter() - t0)
         return runner
 
@@ -357,6 +350,8 @@ class Engine:
         for runner in dropped:
             if runner.llm is not None:
                 runner.llm.close()
+        if dropped:
+            self._changed()
         return len(dropped)
 
 

@@ -17,8 +17,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .engine import Engine, Job, LoadError
+from .engine import Job, LoadError
 from .params import BadParam
+from .supervisor import Engine, EngineCrashed
 
 _GO_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_HTML_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&#39;", '"': "&#34;"}
@@ -60,8 +61,16 @@ def llama_error(message: str, status: int = 400, kind: str = "invalid_request_er
     return Response(compact_json(body), status_code=status, media_type="application/json; charset=utf-8")
 
 
+def crash_response(message: str) -> Response:
+    """DMR's answer when its llama.cpp runner dies under a request (scheduling/runner.go)."""
+    body = {"type": "error", "code": None, "message": message, "param": None, "sequence_number": 1}
+    return Response(go_json(body), status_code=500, media_type="application/json; charset=utf-8")
+
+
 def error_response(exc: BaseException) -> Response:
     """The response for a job that failed before anything was sent."""
+    if isinstance(exc, EngineCrashed):
+        return crash_response(str(exc))
     if isinstance(exc, LoadError):
         return text_error(str(exc), 500)
     if isinstance(exc, BadParam | ValueError):
@@ -108,9 +117,12 @@ class JobStream:
                 if not started:
                     await error_response(exc)(scope, receive, send)
                     return
-                # llama-server reports a mid-stream failure as an `error:` line (reference §2.6).
+                # llama-server reports a mid-stream failure as an `error:` line (reference §2.6). A crash
+                # of the engine is said the same way, with DMR's message; DMR itself would just cut
+                # the stream (its proxy aborts), which leaves a client guessing.
                 line = b"error: " + compact_json({"error": {"code": 500, "message": str(exc), "type": "server_error"}})
-                await send({"type": "http.response.body", "body": line + b"\n\n", "more_body": True})
+                await send({"type": "http.response.body", "body": line + b"\n\n", "more_body": False})
+                return
             if self.job.cancel.is_set():
                 return
             if not started:

@@ -31,9 +31,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import paths
 from ..probes import EMBEDDED_HEADER
 from . import catalog, params, refs
-from .engine import Engine, Job
+from .engine import Job
 from .httpio import JobResult, JobStream, go_html_escape, go_json, go_json_response, llama_error, text_error
 from .store import ModelNotFound, Store, StoredModel, StoreError, TagConflict
+from .supervisor import Engine
 
 log = logging.getLogger("labkit.dmr")
 
@@ -149,8 +150,10 @@ class ModelServer:
         return go_json_response({"version": f"labkit-embedded {_version('labkit')}"})
 
     async def status(self, request: Request) -> Response:
-        engine = f"llama.cpp via llama-cpp-python {_version('llama-cpp-python')} (labkit embedded)"
-        body = {b: f"Running: {engine}" if b == DEFAULT_BACKEND else "Not Installed: not available in embedded mode"
+        state, detail = self.engine.state()
+        if state == "Running":
+            detail = f"llama.cpp via llama-cpp-python {_version('llama-cpp-python')} (labkit embedded; {detail})"
+        body = {b: f"{state}: {detail}" if b == DEFAULT_BACKEND else "Not Installed: not available in embedded mode"
                 for b in BACKENDS}
         return go_json_response(body)
 
