@@ -76,6 +76,25 @@ class Service:
         except OSError:
             return ""
 
+    def ended_unexpectedly(self) -> str | None:
+        """When the service is not running although nobody stopped it: its log's last line, else None.
+
+        ``start`` and ``stop`` write marker lines (``--- start``, ``--- stop``) into the log, so a
+        log whose last marker is a start belongs to a process that died on its own (killed, or
+        crashed): that is worth telling apart from "never started" or "stopped".
+        """
+        if self.pid() is not None:
+            return None
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        markers = [line for line in lines if line.startswith("--- ")]
+        if not markers or not markers[-1].startswith("--- start"):
+            return None
+        said = [line for line in lines[lines.index(markers[-1]) + 1:] if line.strip()]
+        return said[-1].strip() if said else "(nothing)"
+
     def start(self) -> tuple[int, bool, float]:
         """Start unless running; returns (pid, started_now, seconds until ready)."""
         with self._lock():
@@ -117,6 +136,8 @@ class Service:
                 return False
             self._terminate(pid, timeout)
             self.pidfile.unlink(missing_ok=True)
+            with open(self.logfile, "ab") as log:
+                log.write(f"--- stop {time.strftime('%Y-%m-%d %H:%M:%S')} (pid {pid})\n".encode())
             return True
 
     @staticmethod

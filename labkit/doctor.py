@@ -109,21 +109,47 @@ def check_model_file() -> Check:
                  needed_by=["embedded-model"])
 
 
-def check_llama() -> Check:
+REBUILD_LLAMA = "scripts/llama-build.sh --force .venv/bin/python   (in the course folder; about 4 minutes)"
+
+
+def check_llama(probe: list[str] | None = None) -> Check:
+    """One real token from llama.cpp, in a subprocess with a timeout, so a crash is a line here.
+
+    ``probe`` replaces the command (tests simulate a crash with it); it prints ``features: …``
+    (llama.cpp's compiled-in CPU features) and then ``ok VERSION SECONDS``.
+    """
+    from .dmr import build
+    from .dmr.supervisor import signal_name
+
     path = shipped_model_file()
-    fix = ".venv/bin/pip install llama-cpp-python==0.3.36 (make lab builds it; about 6 minutes the first time)"
     if path is None:
-        return Check("llama", False, "llama.cpp: no model to load (see the model line)", fix, ["embedded-model"])
-    script = ("import time, llama_cpp; t=time.monotonic(); "
-              f"llama_cpp.Llama(model_path={str(path)!r}, n_ctx=256, verbose=False); "
-              "print(llama_cpp.__version__, round(time.monotonic()-t, 2))")
-    code, out = _run([sys.executable, "-c", script], CHECK_TIMEOUT)
-    if code != 0:
-        last = out.strip().splitlines()[-1] if out.strip() else f"exit {code}"
-        return Check("llama", False, f"llama.cpp does not load the model: {last[:150]}", fix, ["embedded-model"])
-    version, seconds = (out.split() + ["?", "?"])[:2]
-    return Check("llama", True, f"llama.cpp (llama-cpp-python {version}) loads the model in {seconds} s",
-                 needed_by=["embedded-model"])
+        return Check("llama", False, "llama.cpp: no model to load (see the model line)", REBUILD_LLAMA,
+                     ["embedded-model"])
+    code, out = _run(probe or [sys.executable, "-m", "labkit.dmr.build", "probe", str(path)], CHECK_TIMEOUT)
+    lines = out.strip().splitlines()
+    features = next((line.partition(": ")[2] for line in lines if line.startswith("features: ")), "")
+    native = build.unportable(features)
+    if code == 0 and lines and lines[-1].startswith("ok "):
+        version, seconds = (lines[-1].split() + ["?", "?"])[1:3]
+        note = (f"; built for this CPU only ({', '.join(native)}): another machine needs "
+                "scripts/llama-build.sh --force") if native else ""
+        return Check("llama", True, f"llama.cpp (llama-cpp-python {version}) answers one token in {seconds} s{note}",
+                     needed_by=["embedded-model"])
+    if code == 124:
+        return Check("llama", False, f"llama.cpp did not answer one token within {CHECK_TIMEOUT:g} s",
+                     "labkit down, then run labkit doctor again (another program may hold both cores)",
+                     ["embedded-model"])
+    if code < 0:
+        if native:
+            cause = f"the llama.cpp build uses instructions this CPU cannot run (compiled with {', '.join(native)})"
+        else:
+            cause = "the llama.cpp library fails on this machine"
+        return Check("llama", False, f"llama.cpp crashed at its first inference ({signal_name(code)}): {cause}",
+                     REBUILD_LLAMA, ["embedded-model"])
+    last = lines[-1] if lines else f"exit {code}"
+    return Check("llama", False, f"llama.cpp does not load the model: {last[:150]}",
+                 ".venv/bin/pip install -e . (make lab does it); if that does not help: " + REBUILD_LLAMA,
+                 ["embedded-model"])
 
 
 def check_tool(exe: str, package: str, purpose: str) -> Check:

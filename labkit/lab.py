@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from . import modes, paths, probes, routing, shell
 from .dmr import catalog
+from .dmr import service as dmr_service
 from .live.errors import ToolError
 from .live.model_api import ChatChunk, ChatResult, Messages, ModelApi
 from .live.model_cli import ModelCli
@@ -32,6 +33,7 @@ EMBEDDED_FIXES = {
     "dmr_tcp_disabled": "start the embedded lab: labkit up",
     "daemon_not_running": "start the embedded lab: labkit up",
     "model_not_found": "embedded mode serves only ai/smollm2:135M-Q4_1; for other models use LABKIT_MODE=live",
+    "engine_crashed": dmr_service.ENGINE_CRASH_FIX,
 }
 
 
@@ -95,7 +97,8 @@ class Lab:
         self.sbx = SbxCli(["sbx"] if live_sbx else [*python, "sbx"], fixes=None if live_sbx else EMBEDDED_FIXES)
         dmr_fixes = None if live_dmr else EMBEDDED_FIXES
         self.model_cli = ModelCli(["docker", "model"] if live_dmr else [*python, "model"], fixes=dmr_fixes)
-        self.api = ModelApi(f"http://localhost:{self.port}", timeout=timeout, cli=self.model_cli, fixes=dmr_fixes)
+        self.api = ModelApi(f"http://localhost:{self.port}", timeout=timeout, cli=self.model_cli, fixes=dmr_fixes,
+                            explain=None if live_dmr else lambda: dmr_service.trouble(self.port))
         engines = f":{self.port}/engines/llama.cpp/v1"
         self.endpoints = Endpoints(f"http://localhost{engines}", f"http://host.docker.internal{engines}", self.port)
         self.policy = Policy(self)
@@ -158,6 +161,11 @@ class Lab:
     def chat(self, model: str, messages: Messages, stream: bool = False,
              **params: Any) -> ChatResult | Iterator[ChatChunk]:
         return self.api.chat(model, messages, stream=stream, **params)  # type: ignore[call-overload]
+
+    def read_chat(self, result: shell.Result) -> dict[str, Any]:
+        """The chat completion a command printed (curl inside a sandbox), or one clear ToolError line."""
+        return self.api.read_chat(result.stdout, allow_fix=f"allow the model port (notebook 03): "
+                                                           f"sbx policy allow network localhost:{self.port}")
 
     def close(self) -> None:
         self.api.close()

@@ -26,7 +26,8 @@ import ipywidgets as W
 
 from . import checks, shell
 from .daemon import ServiceError
-from .live.errors import ToolError
+from .live.errors import ToolError, refix
+from .live.model_api import CRASH_MARK, engine_crashed, error_message
 from .records import ModelInfo, PolicyRule, display_name
 
 if TYPE_CHECKING:
@@ -437,6 +438,14 @@ class PromptPanel(_Panel):
         said = next((line.strip() for line in reply.other if line.strip()), "")
         if result.error:
             return f"✗ {result.error}"
+        crash = next((line for line in reply.other if CRASH_MARK in line), None)
+        if crash is not None:  # the engine died under this request (a 500, or an `error:` line mid-stream)
+            return failure_line(refix(engine_crashed(error_message(crash.removeprefix("error:").strip()), crash),
+                                      self.lab.api.fixes))
+        if reply.status == 502:
+            known = self.lab.api.explain() if self.lab.api.explain else None
+            if known:  # the proxy found nobody on the model port: say why, when labkit knows
+                return f"✗ HTTP 502 from the proxy: {known[0]} — fix: {known[1]}"
         if reply.status == 200 and reply.content:
             return f"✓ reply from the local model, requested inside {name} through the policy proxy"
         if reply.status == 403:

@@ -44,7 +44,7 @@ reply = box.exec(command)
 # which does not:
 
 # %%
-answer = json.loads(reply.stdout)
+answer = lab.read_chat(reply)  # the JSON, or one line saying what came instead (a 403, an error)
 print("object:", answer["object"])
 print("keys:", sorted(answer))
 print("choices[0].message.role:", answer["choices"][0]["message"]["role"])

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from labkit import doctor as checks
+
 LABKIT = [sys.executable, "-m", "labkit"]
 
 
@@ -70,3 +72,29 @@ def test_bad_mode_is_one_clear_line():
     proc = doctor(env={"LABKIT_MODE": "cloud"})
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert "use one of: live, embedded, auto" in proc.stdout
+
+
+def test_llama_check_runs_one_real_token():
+    check = checks.check_llama()
+    assert check.ok, check.line()
+    assert check.detail.startswith("llama.cpp (llama-cpp-python 0.3.") and " answers one token in " in check.detail
+    assert "built for this CPU only" not in check.detail  # the set-up builds it portably
+
+
+CRASHING_PROBE = r"""
+import os, signal, sys
+print("features: CPU : AVX = 1 | AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | OPENMP = 1 |", flush=True)
+os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+def test_llama_check_turns_a_crash_into_its_cause_and_the_rebuild():
+    """A real crash: the probe process kills itself with SIGSEGV after printing a native build's features."""
+    check = checks.check_llama([sys.executable, "-c", CRASHING_PROBE])
+    assert not check.ok
+    assert check.detail == ("llama.cpp crashed at its first inference (SIGSEGV): the llama.cpp build uses "
+                            "instructions this CPU cannot run (compiled with AMX_INT8, AVX512)")
+    assert check.fix.startswith("scripts/llama-build.sh --force .venv/bin/python")
+    assert check.line().count("\n") == 1  # two lines: what happened, the fix
+    plain = checks.check_llama([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    assert not plain.ok and plain.detail.startswith("llama.cpp crashed at its first inference (SIGKILL): ")

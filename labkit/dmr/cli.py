@@ -287,7 +287,10 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"running": False}))
             return 1
-        print("Docker Model Runner is not running\n\nWhat's next:\n"
+        from .service import trouble  # only here: the CLI starts fast
+
+        died = trouble()  # it died on its own: say how, before the next step
+        print("Docker Model Runner is not running\n" + (f"({died.message})\n" if died else "") + "\nWhat's next:\n"
               "    Start labkit's embedded model server → labkit up")
         return 1
     backends = _backends(client)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from typing import NamedTuple
 
 from .. import paths
 from ..daemon import Service, ServiceError, python_module
@@ -68,11 +69,15 @@ def start() -> str:
     pid = svc.pid()
     if pid is None and not port_free(port):
         raise ServiceError(_port_taken(port))
+    died = svc.ended_unexpectedly()
     pid, started, seconds = svc.start()
     if not started:
-        return f"model server: already running at {base_url(port)} (pid {pid})"
+        crashed = trouble(port)
+        note = f" · {crashed.line()}" if crashed else ""
+        return f"model server: already running at {base_url(port)} (pid {pid}){note}"
+    again = f" · started again: it had died without `labkit down` ({died[:120]})" if died is not None else ""
     return (f"model server: {base_url(port)} (pid {pid}, answering after {seconds:.2f} s){warm_up(port)}"
-            f" · log {svc.logfile}")
+            f" · log {svc.logfile}{again}")
 
 
 WARM_UP_TIMEOUT = 60.0
@@ -105,8 +110,53 @@ def warm_up(port: int, timeout: float = WARM_UP_TIMEOUT) -> str:
     finally:
         conn.close()
     if not ok:
-        return " · warm-up failed (the first request will be slower)"
+        why = trouble(port)
+        return f" · warm-up failed: {why.line()}" if why else " · warm-up failed (the first request will be slower)"
     return f" · {ids[0]} warmed up in {time.monotonic() - t0:.2f} s"
+
+
+def engine_state(port: int | None = None) -> tuple[str, str] | None:
+    """The llama.cpp backend's state from ``/engines/status`` (``("Error", why)``), None if unreadable."""
+    got = _get(port or paths.dmr_port(), "/engines/status", timeout=2.0)
+    if got is None or got[0] != 200:
+        return None
+    try:
+        state, _, detail = str(json.loads(got[2])["llama.cpp"]).partition(": ")
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (state, detail) if state else None
+
+
+class Trouble(NamedTuple):
+    """What went wrong with the embedded model server, and what to run next."""
+
+    message: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.message} · {self.fix}"
+
+
+ENGINE_CRASH_FIX = "send the request again (a fresh engine starts); if it crashes every time run: labkit doctor"
+
+
+def trouble(port: int | None = None) -> Trouble | None:
+    """What went wrong with the embedded model server; None when nothing did (or it was stopped).
+
+    Two cases are told apart from "not started": the server died without `labkit down` (its log's
+    last line says how), and the server is up but its llama.cpp engine crashed (`/engines/status`).
+    """
+    port = port or paths.dmr_port()
+    svc = service(port)
+    died = svc.ended_unexpectedly()
+    if died is not None:
+        return Trouble(f"the embedded model server died without `labkit down` (its log's last line: {died[:160]}; "
+                       f"log {svc.logfile})", "start it again: labkit up")
+    state = engine_state(port) if svc.pid() is not None else None
+    if state and state[0] == "Error":
+        return Trouble(f"the model server's llama.cpp engine crashed ({state[1].rpartition('exit status: ')[2]}; "
+                       f"log {svc.logfile})", ENGINE_CRASH_FIX)
+    return None
 
 
 def stop() -> str:
@@ -132,8 +182,14 @@ def status() -> tuple[bool, str]:
     svc = service(port)
     pid = svc.pid()
     if pid is None:
+        died = trouble(port)
+        if died:
+            return False, f"model server: {died.line()}"
         return False, f"model server: not running (start it: labkit up) · log {svc.logfile}"
     if not ours_answers(port):
         return False, f"model server: pid {pid} does not answer on {base_url(port)}; see its log {svc.logfile}"
+    crashed = trouble(port)
+    if crashed:
+        return False, f"model server: {base_url(port)} · pid {pid} · {crashed.line()}"
     models = ", ".join(loaded_models(port)) or "none loaded yet"
     return True, f"model server: {base_url(port)} · pid {pid} · model: {models} · log {svc.logfile}"

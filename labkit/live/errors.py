@@ -17,6 +17,7 @@ Kind = Literal[
     "sandbox_not_found",
     "dmr_tcp_disabled",  # Model Runner runs, but nothing answers on its TCP port
     "dmr_not_running",
+    "engine_crashed",  # the model server is up, but its llama.cpp engine died under the request
     "model_not_pulled",  # the model is not in the local store (DMR's plain-text 404)
     "model_not_found",  # the registry does not know the model (pull failed with 404)
     "tool_missing",  # the executable (or the `docker model` plugin) is not installed

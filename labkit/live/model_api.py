@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
@@ -50,16 +50,19 @@ class ModelApi:
     """DMR's HTTP API at ``base_url`` (e.g. ``http://localhost:12434``).
 
     ``cli``, when given, is asked why nothing answers (runner stopped, or its TCP port not
-    enabled); ``fixes`` (kind -> fix) replaces the live advice, e.g. in embedded mode;
-    ``transport`` lets tests answer without a server.
+    enabled); ``explain``, when given, is asked first and may know more (embedded mode: the
+    server died, and how); ``fixes`` (kind -> fix) replaces the live advice, e.g. in embedded
+    mode; ``transport`` lets tests answer without a server.
     """
 
     def __init__(self, base_url: str = "http://localhost:12434", engine: str = "llama.cpp", timeout: float = 300.0,
                  cli: ModelCli | None = None, fixes: Mapping[str, str] | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 explain: Callable[[], tuple[str, str] | None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.engine = engine
         self.cli = cli
+        self.explain = explain
         self.fixes = dict(fixes or {})
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0), transport=transport)
 
@@ -104,6 +107,34 @@ class ModelApi:
         return ChatResult(content=(choice.get("message") or {}).get("content") or "", model=data.get("model", ""),
                           finish_reason=choice.get("finish_reason"), usage=data.get("usage") or {}, raw=data)
 
+    def read_chat(self, text: str, allow_fix: str = "") -> dict[str, Any]:
+        """The chat completion that `curl` printed, as JSON; else a ToolError saying what came instead.
+
+        For answers read from a command's output (the course's curl from inside a sandbox), where
+        a policy refusal, a DMR error or an engine crash would otherwise meet ``json.loads``.
+        """
+        said = error_message(text) if text.strip() else ""
+        if not text.strip():
+            raise ToolError("the request printed nothing (curl -s hides why it failed)",
+                            "run the same command with curl -sS to see the reason", "api_error")
+        if text.lstrip().startswith("Blocked by network policy"):
+            raise ToolError(f"the policy proxy blocked the request: {first_line(text)}",
+                            allow_fix or "allow the model port: sbx policy allow network localhost:12434", "api_error",
+                            detail=text)
+        if CRASH_MARK in text:
+            raise refix(engine_crashed(said, text), self.fixes)
+        if "model not found" in text.lower():
+            m = re.search(r"""get model '"?(.+?)"?'""", text)
+            raise refix(not_pulled(m[1] if m else "?", text), self.fixes)
+        try:
+            data = _json_body(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or "choices" not in data:
+            raise ToolError(f"the answer is not a chat completion: {said[:200]}",
+                            "run the command again and read its output above", "api_error", detail=text)
+        return data
+
     # ------------------------------------------------------------ plumbing
 
     def _v1(self, path: str) -> str:
@@ -142,11 +173,17 @@ class ModelApi:
                              "timeout")
         if isinstance(exc, httpx.ConnectError):
             return self._unreachable(where)
+        known = self.explain() if self.explain else None
+        if known:  # e.g. "Server disconnected": the server died under the request
+            return ToolError(known[0], known[1], "dmr_not_running")
         return ToolError(f"the connection to the model API at {where} failed: {type(exc).__name__}: {exc}",
                          "retry; check the runner with: docker model status", "api_error")
 
     def _unreachable(self, where: str) -> ToolError:
         """Nothing answers: ask `docker model status` whether the runner is up (then TCP is off)."""
+        known = self.explain() if self.explain else None
+        if known:
+            return ToolError(known[0], known[1], "dmr_not_running")
         if self.cli is not None:
             try:
                 status = self.cli.status()
@@ -162,7 +199,7 @@ class ModelApi:
 
     def _http_error(self, resp: httpx.Response, method: str, path: str, model: str) -> ToolError:
         text = resp.text.strip()
-        said = _error_message(text)
+        said = error_message(text)
         if resp.status_code == 404 and "model not found" in text.lower():
             m = re.search(r"""get model '"?(.+?)"?'""", text)
             return not_pulled(m[1] if m else model or "?", text)
@@ -170,6 +207,8 @@ class ModelApi:
             return ToolError(f"the model API has no route {method} {path} (HTTP 404: {said})",
                              f"OpenAI-compatible routes live under {self.openai_base}/ (e.g. …/chat/completions)",
                              "api_error", detail=text)
+        if resp.status_code == 500 and CRASH_MARK in said:
+            return engine_crashed(said, text)
         if resp.status_code == 503:
             return ToolError(f"Docker Model Runner is not running (HTTP 503: {said})", DMR_START_FIX,
                              "dmr_not_running", detail=text)
@@ -179,13 +218,24 @@ class ModelApi:
 
 
 _DONE = ChatChunk()  # sentinel for `data: [DONE]`
+CRASH_MARK = "terminated unexpectedly"  # DMR: "llama.cpp terminated unexpectedly: llama.cpp exit status: …"
+
+
+def engine_crashed(said: str, raw: str) -> ToolError:
+    """DMR's llama.cpp runner died under the request; the server itself is still up."""
+    how = said.rpartition("exit status: ")[2] or said
+    return ToolError(f"the model's llama.cpp engine crashed while answering ({how}); the model server is still up",
+                     "send the request again (a fresh engine starts); if it crashes every time: docker model logs",
+                     "engine_crashed", detail=raw)
 
 
 def _sse_chunk(line: str) -> ChatChunk | None:
     """One SSE line: a chunk, ``_DONE``, or None (blank lines, `Installing … backend...` notices)."""
     line = line.strip()
+    if line.startswith("error:") and CRASH_MARK in line:
+        raise engine_crashed(error_message(line[6:].strip()), line)
     if line.startswith("error:"):
-        raise ToolError(f"the model failed mid-answer: {_error_message(line[6:].strip())}", kind="api_error",
+        raise ToolError(f"the model failed mid-answer: {error_message(line[6:].strip())}", kind="api_error",
                         detail=line)
     if not line.startswith("data:"):
         return None
@@ -205,8 +255,9 @@ def _json_body(text: str) -> dict[str, Any]:
     return json.loads(text[start:] if start > 0 else text)
 
 
-def _error_message(text: str) -> str:
-    """The message of an error body: DMR's plain text, or the `error.message` of a JSON one."""
+def error_message(text: str) -> str:
+    """The message of an error body: DMR's plain text, the `error.message` of a JSON one, or the
+    `message` of DMR's own JSON error (``{"type": "error", "message": …}``, e.g. an engine crash)."""
     try:
         data = json.loads(text)
     except ValueError:
@@ -214,4 +265,6 @@ def _error_message(text: str) -> str:
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict) and err.get("message"):
         return str(err["message"])
+    if isinstance(data, dict) and data.get("type") == "error" and data.get("message"):
+        return str(data["message"])
     return first_line(text)

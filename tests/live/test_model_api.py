@@ -196,3 +196,43 @@ def test_nothing_answers_without_a_cli() -> None:
 def test_fixes_for_the_mode() -> None:
     with ModelApi(f"http://127.0.0.1:{closed_port()}", fixes={"dmr_not_running": "labkit up"}) as api:
         assert caught(api.models).fix == "labkit up"
+
+
+CRASH = ('{"type":"error","code":null,"message":"llama.cpp terminated unexpectedly: llama.cpp exit status: '
+         'signal: segmentation fault","param":null,"sequence_number":1}\n')
+
+
+def test_dmrs_500_for_a_crashed_runner_is_named_as_such() -> None:
+    """DMR's body when its llama.cpp runner dies under a request (scheduling/runner.go)."""
+    api = ModelApi("http://dmr.test:12434", transport=httpx.MockTransport(
+        lambda r: httpx.Response(500, text=CRASH, headers={"content-type": "application/json; charset=utf-8"})))
+    for call in (lambda: api.chat(TAG, "hi"), lambda: next(api.chat(TAG, "hi", stream=True))):
+        err = caught(call)
+        assert err.kind == "engine_crashed"
+        assert err.message == ("the model's llama.cpp engine crashed while answering (signal: segmentation fault); "
+                               "the model server is still up")
+        assert err.fix.startswith("send the request again") and len(str(err).splitlines()) == 2
+
+
+@pytest.mark.parametrize(("printed", "kind", "says"), [
+    ("", "api_error", "printed nothing"),
+    ("Blocked by network policy: localhost:12434\n  detail: no matching allow rule — blocked by default deny policy\n",
+     "api_error", "the policy proxy blocked the request: Blocked by network policy: localhost:12434"),
+    (CRASH, "engine_crashed", "signal: segmentation fault"),
+    (f"""error while getting model: get model '"{TAG}"': model not found\n""", "model_not_pulled", TAG),
+    ("<html>502</html>", "api_error", "not a chat completion"),
+])
+def test_read_chat_says_what_came_instead_of_an_answer(printed: str, kind: str, says: str) -> None:
+    api = ModelApi("http://dmr.test:12434", fixes={"engine_crashed": "labkit's fix"})
+    err = caught(lambda: api.read_chat(printed, allow_fix="sbx policy allow network localhost:12434"))
+    assert err.kind == kind and says in err.message, err
+    assert len(str(err).splitlines()) == 2
+    if kind == "engine_crashed":
+        assert err.fix == "labkit's fix"
+    if "blocked" in says:
+        assert err.fix == "sbx policy allow network localhost:12434"
+
+
+def test_read_chat_returns_the_answer() -> None:
+    answer = {"object": "chat.completion", "choices": [{"message": {"role": "assistant", "content": "hi"}}]}
+    assert ModelApi("http://dmr.test:12434").read_chat(json.dumps(answer)) == answer
