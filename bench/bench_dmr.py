@@ -107,7 +107,7 @@ def cold_start(base: str) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
     base = service.base_url()
     print(f"model {REF}, {TOKENS} greedy tokens, {args.runs} runs each, llama.cpp threads {engine.default_threads()}")
