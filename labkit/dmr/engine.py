@@ -30,7 +30,7 @@ from .store import StoredModel
 log = logging.getLogger("labkit.dmr")
 
 Mode = Literal["completion", "embedding"]
-Kind = Literal["chat", "completion", "embedding", "load", "unload"]
+Kind = Literal["chat", "completion", "embedding", "load", "unload", "tokenize"]
 
 # Context length of the chat runner: at least the model's trained context (SmolLM2: 8192).
 MIN_CONTEXT = 8192
@@ -284,6 +284,9 @@ class Worker:
         runner = self._runner(job.model, job.model_name, mode)
         if job.kind == "load":
             return
+        if job.kind == "tokenize":
+            job.emit(count_tokens(runner.llm, job.params))
+            return
         runner.in_use, runner.last_used = True, time.time()
         self._changed()
         tally = job.tally
@@ -353,6 +356,21 @@ class Worker:
         if dropped:
             self._changed()
         return len(dropped)
+
+
+def count_tokens(llm: Any, params: dict[str, Any]) -> int:
+    """Tokens of ``params["text"]``, or of ``params["messages"]`` rendered by the GGUF's chat template
+    (with the generation prompt, as a chat request would be), counted by the model's own tokenizer."""
+    if "messages" in params:
+        from llama_cpp import llama_chat_format
+
+        template = llm.metadata.get("tokenizer.chat_template", "")
+        eos, bos = llm._model.token_get_text(llm.token_eos()), llm._model.token_get_text(llm.token_bos())
+        formatter = llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        text = formatter(messages=params["messages"], tools=params.get("tools")).prompt
+    else:
+        text = str(params.get("text", ""))
+    return len(llm.tokenize(text.encode(), add_bos=False, special=True))
 
 
 def _embed(llm: Any, texts: list[str], model_name: str) -> dict[str, Any]:

@@ -30,11 +30,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import paths
 from ..probes import EMBEDDED_HEADER
-from . import catalog, params, refs
-from .engine import Job
+from . import anthropic, catalog, configure, ollama, params, refs, requestlog, responses
+from .engine import Job, LoadError
 from .httpio import JobResult, JobStream, go_html_escape, go_json, go_json_response, llama_error, text_error
 from .store import ModelNotFound, Store, StoredModel, StoreError, TagConflict
-from .supervisor import Engine
+from .supervisor import Engine, EngineCrashed
 
 log = logging.getLogger("labkit.dmr")
 
@@ -139,6 +139,9 @@ class ModelServer:
                 Route(f"{prefix}/completions", self.completions, methods=post),
                 Route(f"{prefix}/embeddings", self.embeddings, methods=post),
             ]
+        # The agent-facing APIs, each a translator onto `chat_chunks` below (reference: dmr-agent-apis.md).
+        for api in (responses, anthropic, ollama, requestlog, configure):
+            out += api.routes(self)
         # Catch-alls answer every method (a function endpoint would only take GET).
         out += [Route("/engines/{rest:path}", _Fixed(text_error("not found", 404))),
                 Route("/{rest:path}", _Fixed(text_error("404 page not found", 404)))]
@@ -326,6 +329,57 @@ class ModelServer:
         except params.BadParam as exc:
             return llama_error(str(exc))
 
+    async def chat_chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The one way in for the translating APIs (Responses, Anthropic, Ollama): an OpenAI chat body in,
+        OpenAI ``chat.completion.chunk`` dicts out, then one last chunk with ``choices: []`` and ``usage``.
+
+        Raises ``InferenceError`` for everything a translator must answer in its own envelope: no
+        model, model not found, a bad field, the engine crashing or failing to load. Leaving the
+        iteration early (the client went away) cancels the generation.
+        """
+        model_ref = body.get("model")
+        if not isinstance(model_ref, str) or not model_ref:
+            raise InferenceError(400, "model is required", "invalid_request")
+        try:
+            model = self.store.get(model_ref)
+        except ModelNotFound:
+            raise InferenceError(404, _model_not_found(model_ref), "not_found") from None
+        except StoreError:
+            raise InferenceError(500, "model unavailable", "server_error") from None
+        try:
+            args, _ = params.chat({**body, "stream": True}, model_ref)
+        except params.BadParam as exc:
+            raise InferenceError(400, str(exc), "invalid_request") from None
+        job = Job("chat", model, model_ref, args)
+        last: dict[str, Any] | None = None
+        try:
+            async for chunk in self.engine.run(job):
+                last = chunk
+                yield chunk
+        except EngineCrashed as exc:
+            raise InferenceError(500, str(exc), "server_error") from None
+        except LoadError as exc:
+            raise InferenceError(500, str(exc), "server_error") from None
+        except ValueError as exc:  # llama.cpp refused the prompt (e.g. longer than the context)
+            raise InferenceError(400, str(exc), "invalid_request") from None
+        empty = {"id": "chatcmpl-empty", "object": "chat.completion.chunk", "created": 0}
+        yield _usage_tail(job, last or empty, model_ref)[0]
+
+    async def count_tokens(self, model_ref: str, *, messages: list[dict[str, Any]] | None = None,
+                           text: str | None = None, tools: list[dict[str, Any]] | None = None) -> int:
+        """Tokens of chat ``messages`` (rendered by the model's chat template) or of ``text``, by the
+        model's own tokenizer. Raises ``InferenceError`` like ``chat_chunks``."""
+        try:
+            model = self.store.get(model_ref)
+        except ModelNotFound:
+            raise InferenceError(404, _model_not_found(model_ref), "not_found") from None
+        job_params: dict[str, Any] = {"messages": messages, "tools": tools} if messages is not None else {"text": text}
+        try:
+            counts = [n async for n in self.engine.run(Job("tokenize", model, model_ref, job_params))]
+        except (EngineCrashed, LoadError) as exc:
+            raise InferenceError(500, str(exc), "server_error") from None
+        return int(counts[0])
+
     def _job_response(self, kind: str, model: StoredModel, name: str, body: dict[str, Any]) -> JobStream | JobResult:
         if kind == "embedding":
             job = Job("embedding", model, name, {"input": params.embedding(body)})
@@ -337,6 +391,18 @@ class ModelServer:
             tail = (lambda last: _usage_tail(job, last, name)) if options.include_usage else None
             return JobStream(self.engine, job, tail)
         return JobResult(self.engine, job, lambda chunks: _assemble(job, kind, name, chunks))
+
+
+class InferenceError(Exception):
+    """A chat request that cannot be answered; each API turns it into its own error envelope.
+
+    ``kind``: ``invalid_request`` (400), ``not_found`` (404), ``server_error`` (5xx), or llama.cpp's
+    own types such as ``exceed_context_size_error``; ``body``: llama.cpp's JSON error, when it has one.
+    """
+
+    def __init__(self, status: int, message: str, kind: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.body = status, message, kind, body
 
 
 def _model_not_found(ref: str) -> str:
@@ -398,7 +464,7 @@ def _package_size(package: str) -> int:
 def create_app(store: Store | None = None, engine: Engine | None = None, preload: bool = True) -> ASGIApp:
     """The embedded DMR as an ASGI app (the engine's worker starts with the app's lifespan)."""
     server = ModelServer(store or Store(), engine or Engine(), preload)
-    return Front(Starlette(routes=server.routes(), lifespan=server.lifespan))
+    return Front(requestlog.Recorder(Starlette(routes=server.routes(), lifespan=server.lifespan), server))
 
 
 def main(argv: list[str] | None = None) -> int:
