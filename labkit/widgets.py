@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import ipywidgets as W
 
-from . import checks, shell
+from . import checks, presenter, shell
 from .daemon import ServiceError
 from .live.errors import ToolError, refix
 from .live.model_api import CRASH_MARK, engine_crashed, error_message
@@ -40,7 +40,7 @@ BLOCKED_BG = "#fde2e1"
 
 def _size() -> str:
     """A CSS font size: larger for a presenter (``LABKIT_PRESENTER=1``)."""
-    return "font-size: 1.35em;" if os.environ.get("LABKIT_PRESENTER") == "1" else ""
+    return "font-size: 1.35em;" if presenter.enabled() else ""
 
 
 def _pre(text: str, extra: str = "") -> str:

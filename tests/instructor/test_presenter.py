@@ -101,3 +101,13 @@ def test_on_a_redirected_stdout_still_gets_plain_text(kernel: Any):
 def test_outside_a_kernel_nothing_changes(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LABKIT_PRESENTER", "1")
     assert presenter.stream(sys.stdout) is sys.stdout
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on"])
+def test_widgets_enlarge_for_every_value_that_enlarges_transcripts(monkeypatch: pytest.MonkeyPatch, value: str):
+    from labkit import presenter, widgets
+
+    monkeypatch.setenv("LABKIT_PRESENTER", value)
+    assert presenter.enabled() and widgets._size() == "font-size: 1.35em;"
+    monkeypatch.setenv("LABKIT_PRESENTER", "0")
+    assert not presenter.enabled() and widgets._size() == ""
