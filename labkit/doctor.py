@@ -38,7 +38,11 @@ class Check:
     fix: str = ""
     needed_by: list[str] = field(default_factory=list)  # "embedded-model", "embedded-sandbox", "live-…"
 
-    def line(self) -> str:
+    def line(self, needed: bool = True) -> str:
+        """``✓ …``, ``✗ …`` with its fix, or, for a missing piece the selected mode does not need,
+        ``— …`` without a fix (a healthy embedded run should not look broken)."""
+        if not self.ok and not needed:
+            return f"— {self.detail}"
         mark = "✓" if self.ok else "✗"
         text = f"{mark} {self.detail}"
         if not self.ok and self.fix:
@@ -237,7 +241,8 @@ class Report:
     error: str = ""
 
     def text(self) -> str:
-        lines = ["labkit doctor — pre-flight check", *[c.line() for c in self.checks]]
+        optional = self.optional()
+        lines = ["labkit doctor — pre-flight check", *[c.line(c.key not in optional) for c in self.checks]]
         lines.append(self.mode_line())
         return "\n".join(lines)
 
@@ -251,6 +256,14 @@ class Report:
         tier = f"; sandbox isolation: {self.tier}" if r.sandboxes.kind == "embedded" else ""
         verdict = "" if self.runnable else " — this mode cannot run the course: fix the ✗ lines it needs"
         return f"{mark} mode: {r.label} ({r.requested} from {r.source}: {why}{tier}){verdict}"
+
+    def optional(self) -> set[str]:
+        """Keys of the failing checks that only live mode needs, when the selected mode is embedded there."""
+        if self.resolution is None:
+            return set()
+        needed = needed_parts(self.resolution)
+        return {c.key for c in self.checks if not c.ok and c.needed_by
+                and all(p.startswith("live-") for p in c.needed_by) and not set(c.needed_by) & needed}
 
     def as_dict(self) -> dict[str, object]:
         res = self.resolution

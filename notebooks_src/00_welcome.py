@@ -70,7 +70,8 @@ lab = labkit.connect(mode=MODE)
 # %% [markdown]
 # ## Pre-flight check
 # `labkit doctor` checks every prerequisite and prints one line each: ✓, or ✗ with the exact fix.
-# Lines marked "needed for live mode only" do not stop the course in embedded mode. The last line
+# What only live mode needs (Docker Model Runner, `sbx`) shows as `—` when the course runs in
+# embedded mode: it does not stop the course. The last line
 # says which mode `auto` selects and why. (Instructors: run this before class.)
 
 # %% tags=["nbval-ignore-output"]

@@ -98,3 +98,14 @@ def test_llama_check_turns_a_crash_into_its_cause_and_the_rebuild():
     assert check.line().count("\n") == 1  # two lines: what happened, the fix
     plain = checks.check_llama([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
     assert not plain.ok and plain.detail.startswith("llama.cpp crashed at its first inference (SIGKILL): ")
+
+
+def test_a_healthy_embedded_run_shows_live_only_items_as_dashes_not_crosses():
+    out = doctor("--mode", "embedded").stdout
+    dashed = [line for line in out.splitlines() if line.startswith("— ")]
+    assert {line.split(":")[0] for line in dashed} == {"— docker model", "— sbx", "— Docker Model Runner"}, out
+    assert all("live mode only" in line for line in dashed)
+    assert not [line for line in out.splitlines() if line.startswith("✗")], out
+    assert "fix: docker desktop" not in out and "fix: install Docker Sandboxes" not in out
+    forced = doctor("--mode", "live").stdout  # the same items block live mode: crosses, with their fixes
+    assert "✗ sbx: not on PATH" in forced and "fix: install Docker Sandboxes" in forced
