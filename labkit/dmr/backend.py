@@ -3,7 +3,7 @@
 ``labkit.dmr.supervisor`` starts ``python -m labkit.dmr.backend --fd N`` and talks to it over
 one socket (``multiprocessing.connection`` framing, pickled tuples). The wire protocol:
 
-    front → engine   ("job", fields)         queue a job: Job's id, kind, model, model_name, params
+    front → engine   ("job", fields)         queue a job: Job's id, kind, model, model_name, params, context_size
                      ("cancel", job_id)      stop that job before its next token
     engine → front   ("item", job_id, item)  one output of the job (a chunk, a count, a dict)
                      ("done", job_id, tally, error)  the job ended (error: None or an exception)

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,35 @@ class EngineError(RuntimeError):
 
 class LoadError(EngineError):
     """The model could not be loaded (DMR answers 500 ``unable to load runner: …``)."""
+
+
+class ContextOverflow(EngineError):
+    """The prompt does not fit in the runner's context: llama-server's 400 ``exceed_context_size_error``.
+
+    Carries both numbers to the front (pickled: ``__reduce__`` keeps the two-argument constructor).
+    """
+
+    def __init__(self, n_prompt_tokens: int, n_ctx: int) -> None:
+        self.n_prompt_tokens, self.n_ctx = n_prompt_tokens, n_ctx
+        super().__init__(f"request ({n_prompt_tokens} tokens) exceeds the available context size "
+                         f"({n_ctx} tokens), try increasing it")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.n_prompt_tokens, self.n_ctx))
+
+    def body(self) -> dict[str, Any]:
+        """llama-server's JSON error, word for word."""
+        return {"error": {"code": 400, "message": str(self), "type": "exceed_context_size_error",
+                          "n_prompt_tokens": self.n_prompt_tokens, "n_ctx": self.n_ctx}}
+
+    @classmethod
+    def from_error(cls, error: ValueError) -> ContextOverflow | None:
+        """llama-cpp-python's ``Requested tokens (N) exceed context window of M``, recognised."""
+        found = _OVERFLOW.search(str(error))
+        return cls(int(found[1]), int(found[2])) if found else None
+
+
+_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 
 @dataclass
@@ -102,6 +132,8 @@ class Job:
     model: StoredModel | None
     model_name: str = ""  # the reference the client used (DMR's runner records it)
     params: dict[str, Any] = field(default_factory=dict)
+    # `docker model configure --context-size`: >0 tokens, -1 the model's trained context, None the default
+    context_size: int | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     id: int = 0  # unique among the jobs of one front (the wire protocol's job id)
     tally: Tally = field(init=False)
@@ -122,6 +154,7 @@ class Runner:
     model_id: str
     model_name: str
     mode: Mode
+    context_size: int | None = None  # the configured size it was loaded with (None: the default)
     llm: Any = None
     loading: bool = True
     in_use: bool = False
@@ -192,7 +225,18 @@ def quiet_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def load_llama(path: str, mode: Mode, context: int | None, threads: int | None = None) -> Any:
+def chat_context(trained: int | None, configured: int | None) -> int:
+    """``n_ctx`` for a chat runner: the configured size (-1: the trained one; 0 lets llama.cpp take it
+    from the GGUF), else at least MIN_CONTEXT as before any configuration (DMR ignores 0 and < -1)."""
+    if configured is not None and configured > 0:
+        return configured
+    if configured == -1:
+        return trained or 0
+    return max(MIN_CONTEXT, trained or 0)
+
+
+def load_llama(path: str, mode: Mode, context: int | None, threads: int | None = None,
+               configured: int | None = None) -> Any:
     """A llama.cpp model ready for ``mode``; the chat template comes from the GGUF itself."""
     quiet_openmp()
     import llama_cpp
@@ -205,7 +249,7 @@ def load_llama(path: str, mode: Mode, context: int | None, threads: int | None =
             n_threads=threads, n_threads_batch=threads, verbose=False,
         )
     llm = _llama_class()(
-        model_path=path, n_ctx=max(MIN_CONTEXT, context or 0), n_threads=threads,
+        model_path=path, n_ctx=chat_context(context, configured), n_threads=threads,
         n_threads_batch=threads, verbose=False,
     )
     # Warm up as llama-server does: the first decode pays for touching every weight page.
@@ -281,7 +325,7 @@ class Worker:
             return
         assert job.model is not None
         mode: Mode = "embedding" if job.kind == "embedding" else "completion"
-        runner = self._runner(job.model, job.model_name, mode)
+        runner = self._runner(job.model, job.model_name, mode, job.context_size)
         if job.kind == "load":
             return
         if job.kind == "tokenize":
@@ -302,13 +346,17 @@ class Worker:
                 job.emit(_embed(runner.llm, job.params["input"], job.model_name))
                 return
             t0 = time.perf_counter()
-            create = runner.llm.create_chat_completion if job.kind == "chat" else runner.llm.create_completion
-            chunks = create(stream=True, **job.params)
+            chunks = _generate(runner.llm, job)
             try:
                 for chunk in chunks:
                     if job.cancel.is_set():
                         break
                     job.emit(chunk)
+            except ValueError as exc:
+                overflow = ContextOverflow.from_error(exc)
+                if overflow is None:
+                    raise
+                raise overflow from None
             finally:
                 chunks.close()
                 tally.finished = time.perf_counter()
@@ -320,22 +368,27 @@ class Worker:
             runner.in_use, runner.last_used = False, time.time()
             self._changed()
 
-    def _runner(self, model: StoredModel, name: str, mode: Mode) -> Runner:
+    def _runner(self, model: StoredModel, name: str, mode: Mode, configured: int | None = None) -> Runner:
         key = (model.id, mode)
+        configured = configured if mode == "completion" else None  # embeddings keep their own context
         with self._lock:
             runner = self._runners.get(key)
-        if runner is not None:
+        if runner is not None and runner.context_size == configured:
             return runner
+        if runner is not None:  # `docker model configure` changed its context size: load it again
+            log.info("reloading %s: context size %s → %s", runner.model_name, runner.context_size or "default",
+                     configured or "default")
+            self._drop({model.id}, mode)
         # One chat model at a time: loading another one unloads the previous (memory on 2 cores).
         self._drop({m for (m, md) in list(self._runners) if md == mode and m != model.id}, mode)
-        runner = Runner(model.id, name or (model.tags[0] if model.tags else model.id), mode)
+        runner = Runner(model.id, name or (model.tags[0] if model.tags else model.id), mode, configured)
         with self._lock:
             self._runners[key] = runner
         self._changed()
         t0 = time.perf_counter()
         try:
             path = str(model.check_file())
-            runner.llm = load_llama(path, mode, model.context_size, self.threads)
+            runner.llm = load_llama(path, mode, model.context_size, self.threads, configured)
         except Exception as exc:
             with self._lock:
                 self._runners.pop(key, None)
@@ -356,6 +409,38 @@ class Worker:
         if dropped:
             self._changed()
         return len(dropped)
+
+
+def _generate(llm: Any, job: Job) -> Iterator[dict[str, Any]]:
+    """The job's chunks from llama-cpp-python: the engine's own keys (``tool_call``, ``grammar``)
+    become a ``LlamaGrammar`` here, in this process, and tool calls are parsed out of the text."""
+    params = dict(job.params)
+    tool_call, grammar = params.pop("tool_call", None), params.pop("grammar", None)
+    if job.kind != "chat":
+        return llm.create_completion(stream=True, **params)  # type: ignore[no-any-return]
+    from . import toolcalls
+
+    text = None
+    if tool_call and tool_call["forced"]:
+        text = toolcalls.gbnf_tool_call(tool_call["tools"], tool_call["forced"])
+    elif grammar is not None:
+        text = toolcalls.gbnf_json(grammar["schema"])
+    if text is not None:
+        params["grammar"] = _grammar(llm, text)
+    chunks = llm.create_chat_completion(stream=True, **params)
+    return toolcalls.stream_calls(chunks, tool_call["names"]) if tool_call else chunks  # type: ignore[no-any-return]
+
+
+def _grammar(llm: Any, text: str) -> Any:
+    """A ``LlamaGrammar`` for GBNF ``text``, checked first: llama-cpp-python would hand llama.cpp's
+    NULL sampler for a grammar that does not parse to the sampler chain (a crash, not an error)."""
+    import llama_cpp
+
+    probe = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, text.encode(), b"root")
+    if not probe:
+        raise ValueError("the grammar built from the request's JSON schema does not parse")
+    llama_cpp.llama_sampler_free(probe)
+    return llama_cpp.LlamaGrammar.from_string(text, verbose=False)
 
 
 def count_tokens(llm: Any, params: dict[str, Any]) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .engine import Job, LoadError
+from .engine import ContextOverflow, Job, LoadError
 from .params import BadParam
 from .supervisor import Engine, EngineCrashed
 
@@ -73,6 +73,8 @@ def error_response(exc: BaseException) -> Response:
         return crash_response(str(exc))
     if isinstance(exc, LoadError):
         return text_error(str(exc), 500)
+    if isinstance(exc, ContextOverflow):
+        return Response(compact_json(exc.body()), status_code=400, media_type="application/json; charset=utf-8")
     if isinstance(exc, BadParam | ValueError):
         return llama_error(str(exc), 400)
     return llama_error(f"{type(exc).__name__}: {exc}", 500, "server_error")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import toolcalls
+
 # llama-server's sampling defaults (its `common_params_sampling`).
 DEFAULTS: dict[str, float | int] = {
     "temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0,
@@ -123,25 +125,60 @@ def _text_content(content: Any, index: int) -> str:
 
 
 def chat(body: dict[str, Any], model_name: str) -> tuple[dict[str, Any], Options]:
-    """Arguments for ``Llama.create_chat_completion`` (tools are ignored: the model has none)."""
+    """Arguments for ``Llama.create_chat_completion``, plus the engine's own keys (picklable data):
+    ``tool_call`` (the tools to parse calls of, and a grammar spec when the choice forces a call)
+    and ``grammar`` (a ``response_format`` schema); ``engine.py`` turns them into a grammar."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadParam("'messages' is required and must be a non-empty array")
-    clean = []
+    pairs = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise BadParam(f"messages[{i}] must be an object with a 'role'")
-        clean.append({"role": message["role"], "content": _text_content(message.get("content"), i)})
-    args = {"messages": clean, "model": model_name, **_sampling(body)}
+        pairs.append((message, _text_content(message.get("content"), i)))
+    try:
+        tools = toolcalls.functions(body.get("tools"))
+        names = [t["name"] for t in tools]
+        tool_choice = toolcalls.choice(body.get("tool_choice"), names)
+        offered = tools if tool_choice != "none" else []
+        clean = toolcalls.render(pairs, offered)
+    except toolcalls.ToolError as exc:
+        raise BadParam(str(exc)) from None
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise BadParam("'parallel_tool_calls' must be a boolean")
+    args: dict[str, Any] = {"messages": clean, "model": model_name, **_sampling(body)}
+    if offered:
+        forced = names if tool_choice == "required" else [tool_choice[9:]] if tool_choice != "auto" else []
+        args["tool_call"] = {"names": names, "tools": tools if forced else [], "forced": forced}
     response_format = body.get("response_format")
     if response_format is not None:
-        if not isinstance(response_format, dict) or response_format.get("type") not in (
-            "text", "json_object", "json_schema"
-        ):
-            raise BadParam("'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\"}")
-        if response_format["type"] != "text":
-            args["response_format"] = response_format
+        grammar = _response_grammar(response_format)
+        if grammar is not None and not (offered and args["tool_call"]["forced"]):
+            args["grammar"] = grammar
     return args, _options(body)
+
+
+def _response_grammar(response_format: Any) -> dict[str, Any] | None:
+    """``response_format`` as the engine's grammar spec: ``{"schema": …}`` (None: any JSON object).
+
+    llama-cpp-python honours only its own ``{"type": "json_object", "schema": …}`` spelling and
+    ignores OpenAI's ``json_schema``, so the grammar is built here for both.
+    """
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise BadParam("'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\"}")
+    if kind == "text":
+        return None
+    schema = response_format.get("schema")
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict):
+            raise BadParam("'response_format.json_schema' must be an object with a 'schema'")
+        schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise BadParam("'response_format' schema must be a JSON schema object")
+    return {"schema": schema}
 
 
 def completion(body: dict[str, Any], model_name: str) -> tuple[dict[str, Any], Options]:

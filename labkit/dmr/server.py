@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import paths
 from ..probes import EMBEDDED_HEADER
 from . import anthropic, catalog, configure, ollama, params, refs, requestlog, responses
-from .engine import Job, LoadError
+from .engine import ContextOverflow, EngineError, Job, LoadError
 from .httpio import JobResult, JobStream, go_html_escape, go_json, go_json_response, llama_error, text_error
 from .store import ModelNotFound, Store, StoredModel, StoreError, TagConflict
 from .supervisor import Engine, EngineCrashed
@@ -73,7 +73,9 @@ class Front:
         path = clean_path(scope["path"])
         if path == "/v1" or path.startswith("/v1/") or path in ("/rerank", "/score"):
             path = "/engines" + path  # DMR's aliases prepend /engines
-        scope = {**scope, "path": path, "raw_path": path.encode()}
+        # `raw_path` stays as the client sent it (ASGI: "unmodified"): the Responses layer tells
+        # `/v1/responses` (every DMR) from `/engines/v1/responses` (newer DMR only) by it.
+        scope = {**scope, "path": path}
 
         async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -99,6 +101,9 @@ class ModelServer:
     def __init__(self, store: Store, engine: Engine, preload: bool = True) -> None:
         self.store, self.engine, self.preload = store, engine, preload
         self._df_backend: int | None = None
+        # `docker model configure` settings, persisted next to the store; the engine asks them each job.
+        self.configs = configure.RunnerConfigs(store.root / configure.FILENAME)
+        engine.context_for = self.configs.context_size
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -356,11 +361,11 @@ class ModelServer:
             async for chunk in self.engine.run(job):
                 last = chunk
                 yield chunk
-        except EngineCrashed as exc:
+        except ContextOverflow as exc:  # llama-server's own 400, passed on as it is
+            raise InferenceError(400, str(exc), "exceed_context_size_error", body=exc.body()) from None
+        except EngineError as exc:  # a crash, a load failure, anything else the engine said
             raise InferenceError(500, str(exc), "server_error") from None
-        except LoadError as exc:
-            raise InferenceError(500, str(exc), "server_error") from None
-        except ValueError as exc:  # llama.cpp refused the prompt (e.g. longer than the context)
+        except ValueError as exc:  # llama.cpp refused the request (e.g. a JSON schema it cannot use)
             raise InferenceError(400, str(exc), "invalid_request") from None
         empty = {"id": "chatcmpl-empty", "object": "chat.completion.chunk", "created": 0}
         yield _usage_tail(job, last or empty, model_ref)[0]
@@ -440,8 +445,11 @@ def _assemble(job: Job, kind: str, name: str, chunks: list[dict[str, Any]]) -> d
                    if c.get("choices") and c["choices"][0].get("finish_reason")), "stop")
     if kind == "chat":
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                  "logprobs": None, "finish_reason": finish}
+        calls = [call for c in chunks if c.get("choices") for call in c["choices"][0]["delta"].get("tool_calls") or []]
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:  # OpenAI's shape: content null unless the model also wrote text
+            message = {"role": "assistant", "content": text or None, "tool_calls": _merge_calls(calls)}
+        choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         obj = "chat.completion"
     else:
         text = "".join(c["choices"][0].get("text") or "" for c in chunks if c.get("choices"))
@@ -449,6 +457,19 @@ def _assemble(job: Job, kind: str, name: str, chunks: list[dict[str, Any]]) -> d
         obj = "text_completion"
     return {"id": first["id"], "object": obj, "created": first["created"], "model": name, "choices": [choice],
             "usage": job.tally.usage(), "timings": job.tally.timings()}
+
+
+def _merge_calls(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Whole tool calls from streamed ``delta.tool_calls`` pieces (joined by ``index``)."""
+    calls: dict[int, dict[str, Any]] = {}
+    for piece in deltas:
+        call = calls.setdefault(piece.get("index", 0), {"id": "", "type": "function",
+                                                         "function": {"name": "", "arguments": ""}})
+        call["id"] = piece.get("id") or call["id"]
+        function = piece.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
+    return [calls[i] for i in sorted(calls)]
 
 
 def _package_size(package: str) -> int:
@@ -477,7 +498,16 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
-    config = uvicorn.Config(create_app(), host=args.host, port=args.port, log_level="warning", access_log=False,
+    # The app from the imported module, not from this `__main__` copy of it: the API modules import
+    # `labkit.dmr.server` (InferenceError), and two copies would mean two InferenceError classes.
+    from labkit.dmr import server as imported
+
+    try:
+        app = imported.create_app()
+    except responses.CompatError as exc:
+        print(f"labkit's model server: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                             server_header=False, timeout_graceful_shutdown=3, lifespan="on")
     log.info("embedded Docker Model Runner on http://%s:%d, store %s", args.host, args.port, paths.state_dir("models"))
     uvicorn.Server(config).run()

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -85,6 +85,9 @@ class Engine:
         self._runners: list[dict[str, Any]] = []
         self._current: Job | None = None
         self._stopping = threading.Event()
+        # The configured context size of a model (``docker model configure``), looked up as each job is
+        # sent so a change reaches the next job; the model server plugs in its runner configs.
+        self.context_for: Callable[[Any], int | None] = lambda model: None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -182,8 +185,10 @@ class Engine:
     def _relay(self, job: Job) -> None:
         """Send one job to the engine and pass on what comes back until it is done."""
         conn = self._connection()
+        if job.model is not None and job.context_size is None:
+            job.context_size = self.context_for(job.model)
         fields = {"id": job.id, "kind": job.kind, "model": job.model, "model_name": job.model_name,
-                  "params": job.params}
+                  "params": job.params, "context_size": job.context_size}
         try:
             conn.send(("job", fields))
         except OSError:
