@@ -1,8 +1,10 @@
 """`docker model …` for embedded mode: same syntax and output shape as DMR's CLI (reference §2.2).
 
 Like the real CLI, it is only a client: every command is an HTTP call to the model server
-on ``127.0.0.1:$LABKIT_DMR_PORT``. It is reached as ``labkit model …`` or
-``labkit docker model …`` and is never installed as an executable named ``docker``.
+on ``127.0.0.1:$LABKIT_DMR_PORT``, except ``package``: as DMR's CLI builds the artifact itself,
+this one checks the GGUF file and writes it into the embedded store, which the server reads.
+It is reached as ``labkit model …`` or ``labkit docker model …`` and is never installed as an
+executable named ``docker``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import select
 import sys
 import time
+from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
@@ -392,6 +396,179 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
             _chat(client, model, line)
 
 
+# -- requests, configure, package ------------------------------------------------------------
+
+
+def cmd_requests(client: Client, args: argparse.Namespace) -> int:
+    """DMR's request log: JSON, or with ``-f`` one line per recorded request until Ctrl+C."""
+    if args.include_existing and not args.follow:
+        raise CliError("--include-existing can only be used with --follow")
+    params = {"model": args.model} if args.model else {}
+    failed = "Failed to get requests" + (f" for {args.model}" if args.model else "")
+    if not args.follow:
+        resp = client.request("GET", "/engines/requests", params=params, headers={"Accept": "application/json"})
+        if resp.status_code == 404:
+            raise CliError(f"{failed}: {resp.text.strip()}")
+        if resp.status_code != 200:
+            raise CliError(f"{failed}: failed to list requests: {resp.status_code} {resp.reason_phrase}")
+        sys.stdout.write(resp.text)
+        return 0
+    if args.include_existing:
+        params["include_existing"] = "true"
+    try:
+        _follow_requests(client, params, failed)
+    except KeyboardInterrupt:  # DMR returns quietly when its context is cancelled
+        pass
+    return 0
+
+
+def _follow_requests(client: Client, params: dict[str, str], failed: str) -> None:
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    with client.stream("GET", "/engines/requests", params=params, headers=headers) as resp:
+        if resp.status_code == 404:
+            raise CliError(f"{failed}: {resp.read().decode(errors='replace').strip()}")
+        if resp.status_code != 200:
+            raise CliError(f"{failed}: stream request failed with status: {resp.status_code}")
+        print("Connected to request stream. Press Ctrl+C to stop.", flush=True)
+        event = ""
+        try:
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    event = line[len("event: "):]
+                elif line.startswith("data: ") and event in ("new_request", "existing_request"):
+                    print(line[len("data: "):], flush=True)
+        except httpx.TransportError:
+            pass  # the server went away mid-stream: DMR's scanner just ends
+    print("Stream closed by server.", flush=True)
+
+
+def context_size_arg(text: str) -> int:
+    """``--context-size`` as pflag's int32 reads it, plus embedded mode's check for useless sizes."""
+    flag = f'invalid argument "{text}" for "--context-size" flag'
+    try:
+        value = int(text, 0) if text.strip().lower().startswith(("0x", "0o", "0b")) else int(text)
+    except ValueError:
+        raise CliError(f'{flag}: strconv.ParseInt: parsing "{text}": invalid syntax') from None
+    if not -(2**31) <= value < 2**31:
+        raise CliError(f'{flag}: strconv.ParseInt: parsing "{text}": value out of range')
+    if value == 0 or value < -1:
+        # DMR accepts these and then ignores them (GetContextSize): say so instead of doing nothing.
+        raise CliError(f"{flag}: the context size must be a number of tokens above 0 "
+                       "(or -1 for the model's own maximum)")
+    return value
+
+
+def cmd_configure(client: Client, args: argparse.Namespace) -> int:
+    """``configure [--context-size=N] MODEL [-- flags]``: DMR's POST /engines/_configure, silent on success."""
+    positional, runtime_flags = args.args, args.runtime_flags
+    if positional[:1] == ["show"]:
+        return _configure_show(client, args, positional[1:])
+    if runtime_flags is None and len(positional) != 1:
+        raise CliError(f"Exactly one model must be specified, got {len(positional)}: [{' '.join(positional)}]\n\n"
+                       "See 'docker model configure --help' for more information")
+    if runtime_flags is not None and len(positional) != 1:
+        raise CliError(f"Exactly one model must be specified before --, got {len(positional)}\n\n"
+                       "See 'docker model configure --help' for more information")
+    model = positional[0]
+    request: dict[str, Any] = {"model": model}
+    if args.context_size is not None:
+        request["context-size"] = context_size_arg(args.context_size)
+    if runtime_flags:
+        request["runtime-flags"] = runtime_flags
+    # DMR's CLI and server accept any name (the settings wait for a model that may come later);
+    # embedded mode checks first, so a typo gets an error instead of silently doing nothing.
+    if client.full_model_id(model) is None:
+        raise CliError(f"Failed to configure {model}: model not found (see the pulled models with: docker model ls)")
+    resp = client.request("POST", "/engines/_configure", json=request)
+    if resp.status_code != 202:
+        body = resp.text.strip()
+        raise CliError(body if resp.status_code == 409 else f"{body} ({resp.status_code} {resp.reason_phrase})")
+    return 0
+
+
+def _configure_show(client: Client, args: argparse.Namespace, positional: list[str]) -> int:
+    """``configure show [MODEL]``: the stored settings as DMR's CLI prints them (2-space JSON)."""
+    if len(positional) > 1:
+        raise CliError(f"accepts at most 1 arg(s), received {len(positional)}")
+    if args.context_size is not None or args.runtime_flags is not None:
+        raise CliError("unknown flag: --context-size" if args.context_size is not None else "unknown flag: --")
+    params = {"model": positional[0]} if positional else {}
+    resp = client.request("GET", "/engines/_configure", params=params)
+    if resp.status_code != 200:
+        raise CliError(f"listing configs failed with status {resp.status_code} {resp.reason_phrase}: "
+                       f"{resp.text.strip()}")
+    entries = [_config_entry(e) for e in resp.json() or []]
+    text = json.dumps(entries, indent=2, ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escaped)
+    print(text)
+    return 0
+
+
+CONFIG_FIELDS = ("context-size", "runtime-flags", "speculative", "keep_alive", "vllm", "llamacpp")
+
+
+def _config_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """DMR's CLI decodes into ``ModelConfigEntry`` and encodes again: only its fields, in its order."""
+    config = entry.get("Config") or {}
+    return {"Backend": entry.get("Backend", ""), "Model": entry.get("Model", ""),
+            "ModelID": entry.get("ModelID", ""), "Mode": entry.get("Mode") or "completion",
+            "Config": {k: config[k] for k in CONFIG_FIELDS if config.get(k) not in (None, "", [], {})}}
+
+
+def cmd_package(client: Client, args: argparse.Namespace) -> int:
+    """``package --gguf PATH NAME``: DMR's checks and messages; the file goes into the embedded store."""
+    from . import package  # only here: the CLI starts fast
+
+    others = [flag for flag, value in (("--safetensors-dir", args.safetensors_dir), ("--dduf", args.dduf),
+                                       ("--from", args.from_model)) if value]
+    if not args.gguf and not others:
+        raise CliError("One of --gguf, --safetensors-dir, --dduf, or --from is required.\n\n"
+                       "See 'docker model package --help' for more information")
+    if len(others) + bool(args.gguf) > 1:
+        raise CliError("Cannot specify more than one of --gguf, --safetensors-dir, --dduf, or --from. "
+                       "Please use only one source.\n\nSee 'docker model package --help' for more information")
+    used = others + (["--push"] if args.push else []) + (["--context-size"] if args.context_size is not None else [])
+    if used:
+        raise CliError(f"labkit's embedded mode packages plain GGUF files only ({', '.join(used)}: not available); "
+                       "use live mode with Docker Model Runner for the rest: LABKIT_MODE=live")
+    if not os.path.isabs(args.gguf):
+        raise CliError("GGUF path must be absolute.\n\nSee 'docker model package --help' for more information")
+    source = Path(os.path.normpath(args.gguf))
+    try:
+        name = package.check_name(args.model)
+        package.check_gguf(source)  # before DMR's first line, so a bad file gets exactly one line
+        print(f"Adding GGUF file from {package.go_quote(str(source))}", file=sys.stderr)
+        print("Loading model to Model Runner...", file=sys.stderr)
+        progress = _Transfer()
+        package.package_gguf(source, name, progress)
+    except package.PackageError as exc:
+        # DMR prints "Failed to package model" and "package model: <cause>" on two lines.
+        raise CliError(f"Failed to package model: {exc}") from None
+    progress.finish()
+    print("", file=sys.stderr)
+    print("Model loaded successfully", file=sys.stderr)
+    return 0
+
+
+class _Transfer:
+    """DMR's ``Transferred: N MB`` progress: redrawn in place on a terminal, else printed once at the end."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.last = "Transferred: 0.00 MB"
+
+    def __call__(self, done: int, total: int) -> None:
+        self.last = f"Transferred: {done / 1024 / 1024:.2f} MB"
+        if self.tty:
+            sys.stdout.write("\r\033[K" + self.last)
+            sys.stdout.flush()
+
+    def finish(self) -> None:
+        if not self.tty:
+            print(self.last, flush=True)
+
+
 # -- argument parsing ------------------------------------------------------------------------
 
 
@@ -428,7 +605,47 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="Run a model and interact with it using a submitted prompt or chat mode")
     run.add_argument("args", nargs="*", metavar="MODEL [PROMPT]")
     run.set_defaults(handler=cmd_run, at_least=(1, "MODEL [PROMPT]"))
+    requests = sub.add_parser("requests", help="Fetch requests+responses from Docker Model Runner")
+    requests.add_argument("-f", "--follow", action="store_true", help="Follow requests stream")
+    requests.add_argument("--include-existing", action="store_true",
+                          help="Include existing requests when starting to follow (only available with --follow)")
+    requests.add_argument("--model", default="", help="Specify the model to filter requests")
+    requests.set_defaults(handler=cmd_requests)
+    _add_configure(sub)
+    _add_package(sub)
     return parser
+
+
+def _add_configure(sub: Any) -> None:
+    """``configure`` is hidden in DMR (no help line, so argparse does not list it); alias ``config``."""
+    configure = sub.add_parser("configure", aliases=["config"],
+                               usage="docker model configure [--context-size=<n>] MODEL [-- <runtime-flags...>]\n"
+                                     "       docker model configure show [MODEL]",
+                               description="Manage model runtime configurations")
+    configure.add_argument("--context-size", metavar="N", help="context size (in tokens)")
+    configure.add_argument("args", nargs="*", metavar="MODEL")
+    configure.set_defaults(handler=cmd_configure, runtime_flags=None)
+
+
+def _add_package(sub: Any) -> None:
+    package = sub.add_parser("package", help="Package a model into a Docker Model OCI artifact",
+                             usage="docker model package --gguf <path> MODEL")
+    package.add_argument("--gguf", default="", help="absolute path to gguf file")
+    package.add_argument("--safetensors-dir", default="", help=argparse.SUPPRESS)
+    package.add_argument("--dduf", default="", help=argparse.SUPPRESS)
+    package.add_argument("--from", dest="from_model", default="", help=argparse.SUPPRESS)
+    package.add_argument("--push", action="store_true", help=argparse.SUPPRESS)
+    package.add_argument("--context-size", help=argparse.SUPPRESS)
+    package.add_argument("args", nargs="*", metavar="MODEL")
+    package.set_defaults(handler=cmd_package, exact=(1, "--gguf <path> MODEL"))
+
+
+def _split_dash(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``configure MODEL -- FLAGS…``: what follows ``--`` is runtime flags, kept apart as cobra does."""
+    if argv[:1] in (["configure"], ["config"]) and "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1:]
+    return argv, None
 
 
 def _check_arity(args: argparse.Namespace) -> None:
@@ -455,7 +672,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        argv, runtime_flags = _split_dash(argv)
         args = parser.parse_args(argv)
+        if runtime_flags is not None:
+            args.runtime_flags = runtime_flags
         if args.command is None:
             parser.print_help()
             return 0
@@ -467,6 +687,8 @@ def main(argv: list[str] | None = None) -> int:
             args.models = positional
         elif args.command == "run":
             args.model, args.prompt = positional[0], positional[1:]
+        elif args.command == "package":
+            args.model = positional[0]
         return int(args.handler(Client(), args))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)

@@ -12,7 +12,9 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -256,6 +258,61 @@ class Store:
             models.remove(target)
             actions.append({"Deleted": target.id})
             return actions
+
+    # -- packaging (`docker model package --gguf`) -------------------------------------------
+
+    @property
+    def blobs(self) -> Path:
+        """Where packaged GGUF files are copied (shipped models are referenced, never copied)."""
+        return self.root / "blobs"
+
+    def package(self, source: Path, ref: str, progress: Progress | None = None) -> tuple[StoredModel, bool]:
+        """Add a local GGUF file under the tag ``ref``; (model, was its content already stored).
+
+        Like DMR's content store, a new file is copied in, so moving or deleting the original
+        later does not break the model; content already in the store only gets the tag. The copy
+        is written under a temporary name and renamed, and the index changes last, so a failure
+        leaves nothing behind. ``source`` must already be checked (``package.check_gguf``).
+        """
+        if not refs.is_valid(ref) or refs.looks_like_id(ref) or refs.looks_like_digest(ref):
+            raise InvalidReference()
+        candidate = _describe(source, source.stat(), progress)
+        tag = refs.canonical(ref)
+        with self._locked() as models:  # the copy happens under the lock: pruning never sees it half-done
+            model = next((m for m in models if m.id == candidate.id), None)
+            stored = model is not None
+            if model is None:
+                model = self._copy_in(source, candidate)
+                models.append(model)
+            for other in models:  # a tag names one model: move it, as DMR's Tag does
+                if other is not model and tag in other.tags:
+                    other.tags.remove(tag)
+            if tag not in model.tags:
+                model.tags.append(tag)
+            self._prune_blobs(models)
+        return model, stored
+
+    def _copy_in(self, source: Path, model: StoredModel) -> StoredModel:
+        """The store's own copy of a new file, named by its digest (created: now, as a new artifact)."""
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        target = self.blobs / f"{model.id.removeprefix('sha256:')}.gguf"
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".incoming.")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        stat = target.stat()
+        return StoredModel(id=model.id, tags=[], created=int(time.time()), path=str(target),
+                           file_size=stat.st_size, file_mtime_ns=stat.st_mtime_ns, config=model.config)
+
+    def _prune_blobs(self, models: list[StoredModel]) -> None:
+        """Remove copies no model uses any more (`rm` only edits the index; this tidies up later)."""
+        used = {m.path for m in models}
+        for blob in self.blobs.glob("*.gguf") if self.blobs.is_dir() else []:
+            if str(blob) not in used:
+                blob.unlink(missing_ok=True)
 
 
 def lookup(models: list[StoredModel], ref: str) -> StoredModel:
