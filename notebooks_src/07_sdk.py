@@ -4,7 +4,8 @@
 # **What you will learn**
 # - the pattern every real agent uses: the OpenAI SDK with `base_url` pointed at the local model;
 # - that it needs no API key and no egress;
-# - streaming: the reply arriving token by token across the boundary.
+# - streaming: the reply arriving token by token across the boundary;
+# - the two APIs coding agents speak (OpenAI's Responses, Anthropic's Messages), served by the same model.
 #
 # **Time:** 10 minutes · **Prerequisites:** notebooks 01–03.
 
@@ -15,6 +16,8 @@ SANDBOX = "dmr-test"
 WORKDIR = "/tmp/dmr-test"
 
 # %%
+import json
+
 import labkit
 from labkit import checks, exercises
 
@@ -47,11 +50,11 @@ box.exec(["bash", "-c", "cat > test_local.py"], input=script);
 # %% [markdown]
 # ## Install the SDK and run it
 # The seed installs the SDK inside the sandbox. In embedded mode the course's Python environment is
-# already visible inside, so pip finds `openai` installed and changes nothing. In live mode pip
+# already visible inside, so pip finds `openai` (and `anthropic`, used below) installed and changes nothing. In live mode pip
 # downloads it through the proxy (the `balanced` preset allows PyPI).
 
 # %% tags=["nbval-ignore-output"]
-box.exec("pip install --break-system-packages openai", timeout=300);
+box.exec("pip install --break-system-packages openai anthropic", timeout=300);
 
 # %% tags=["nbval-ignore-output"]
 run = box.exec("python3 test_local.py", timeout=300)
@@ -92,6 +95,61 @@ streamed = box.exec("python3 test_stream.py", timeout=300)
 
 # %%
 print("streamed in more than one chunk:", int(streamed.stdout.rsplit("chunks=", 1)[-1]) > 1)
+
+# %% [markdown]
+# ## The APIs coding agents speak
+# Current coding agents do not call chat completions: Codex speaks OpenAI's **Responses** API and
+# Claude Code Anthropic's **Messages** API. Docker Model Runner serves both on the same port (and
+# Ollama's API under `/api/…`) by translating them onto the model's chat completions. From inside
+# the sandbox, through the same proxy and the same rule, with each vendor's own SDK:
+
+# %%
+agent_apis_script = f'''from anthropic import Anthropic
+from openai import OpenAI
+
+openai = OpenAI(base_url="http://host.docker.internal:{lab.port}/v1", api_key="not-needed")
+r = openai.responses.create(model="{model}", input="Name one colour.", max_output_tokens=20)
+print("Responses API:", r.status, repr(r.output_text))
+
+claude = Anthropic(base_url="http://host.docker.internal:{lab.port}", api_key="not-needed")
+m = claude.messages.create(model="{model}", max_tokens=20,
+                           messages=[{{"role": "user", "content": "Name one colour."}}])
+print("Messages API:", m.stop_reason, repr(m.content[0].text))
+'''
+box.exec(["bash", "-c", "cat > test_agent_apis.py"], input=agent_apis_script);
+
+# %% tags=["nbval-ignore-output"]
+apis = box.exec("python3 test_agent_apis.py", timeout=300)
+
+# %% [markdown]
+# The words differ from run to run; the shape does not. Base URLs: the OpenAI SDK gets `…:12434/v1`
+# (every DMR version answers Responses there; `/engines/v1/responses` only newer ones), the
+# Anthropic SDK the bare `…:12434` (it adds `/v1/messages` itself). Neither needs a key.
+
+# %%
+print("Responses API completed:", "Responses API: completed" in apis.stdout)
+print("Messages API answered:", "Messages API: end_turn" in apis.stdout or "Messages API: max_tokens" in apis.stdout)
+
+# %% [markdown]
+# ## Two logs, two jobs
+# Every request above crossed the boundary, so the policy log counts them, per destination, from the
+# proxy's decisions on disk: the rule that allowed them, how often, when.
+
+# %%
+lab.host(f"sbx policy log {SANDBOX}");
+
+# %% [markdown]
+# The model runner keeps a log of its own: `docker model requests` shows the last 10 requests per
+# model with their bodies and answers. It is a debugging aid (what exactly did the agent send?),
+# kept in memory; the policy log is the boundary's record (what tried to leave, and was it allowed?).
+# It prints JSON (a list of `{"count", "model", "config", "records"}`); the newest three records, one
+# line each:
+
+# %% tags=["nbval-ignore-output"]
+requests_log = lab.host(f"docker model requests --model {model}", echo=False)
+print(f"$ docker model requests --model {model}   # summarised: method, path, status, client")
+for record in json.loads(requests_log.stdout)[0]["records"][-3:]:
+    print(record["method"], record["url"], record["status_code"], record.get("user_agent", ""))
 
 # %% [markdown]
 # ## What just happened
