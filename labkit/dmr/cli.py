@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import httpx
 
 from .. import paths
+from ..live.model_output import close_names
 from ..records import display_name
 from . import catalog, refs
 from .httpio import go_json
@@ -215,7 +216,10 @@ def pull(client: Client, model: str) -> str:
                       f"{resp.reason_phrase}: {body}"
             if resp.status_code == 404:
                 shipped = ", ".join(f"{m.repository}:{m.tags[0]}" for m in catalog.SHIPPED)
-                message += "\n" + EMBEDDED_ONLY.format(shipped=shipped)
+                names = [f"{m.repository}:{t}" for m in catalog.SHIPPED for t in m.tags]
+                close = [n for n in close_names(model, names) if n != model]
+                message += "\n" + (f"Did you mean {' or '.join(close)}? " if close else "") + \
+                    EMBEDDED_ONLY.format(shipped=shipped)
             raise CliError(message)
         final = ""
         for raw in resp.iter_lines():

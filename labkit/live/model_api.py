@@ -125,7 +125,7 @@ class ModelApi:
             raise refix(engine_crashed(said, text), self.fixes)
         if "model not found" in text.lower():
             m = re.search(r"""get model '"?(.+?)"?'""", text)
-            raise refix(not_pulled(m[1] if m else "?", text), self.fixes)
+            raise refix(not_pulled(m[1] if m else "?", text, self._known_names()), self.fixes)
         try:
             data = _json_body(text)
         except ValueError:
@@ -136,6 +136,13 @@ class ModelApi:
         return data
 
     # ------------------------------------------------------------ plumbing
+
+    def _known_names(self) -> list[str]:
+        """The pulled models' names (for "did you mean"); empty when the server cannot say."""
+        try:
+            return [tag.removeprefix("docker.io/") for m in self.models() for tag in m.tags]
+        except ToolError:
+            return []
 
     def _v1(self, path: str) -> str:
         return self.openai_base.removeprefix(self.base_url) + path
@@ -202,7 +209,7 @@ class ModelApi:
         said = error_message(text)
         if resp.status_code == 404 and "model not found" in text.lower():
             m = re.search(r"""get model '"?(.+?)"?'""", text)
-            return not_pulled(m[1] if m else model or "?", text)
+            return not_pulled(m[1] if m else model or "?", text, self._known_names())
         if resp.status_code == 404:
             return ToolError(f"the model API has no route {method} {path} (HTTP 404: {said})",
                              f"OpenAI-compatible routes live under {self.openai_base}/ (e.g. …/chat/completions)",

@@ -8,12 +8,14 @@ and the CLI's error texts.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import ModelInfo
+from ..records import ModelInfo, display_name
 from ._table import read_table
 from .errors import ToolError
 
@@ -131,7 +133,25 @@ def parse_status(text: str) -> ModelStatus:
 DMR_START_FIX = "docker desktop enable model-runner --tcp 12434   (Docker Engine: docker model install-runner)"
 
 
-def not_pulled(ref: str, detail: str = "") -> ToolError:
+def close_names(name: str, known: Sequence[str], n: int = 3) -> list[str]:
+    """The known model names closest to a mistyped ``name``, one spelling per model.
+
+    Compared as DMR's MODEL NAME column shows them (no ``docker.io/``, ``ai/`` or ``:latest``, any
+    case); of several spellings of one model, the first in ``known`` is suggested.
+    """
+    by_key: dict[str, str] = {}
+    for k in known:
+        by_key.setdefault(display_name(k).lower(), k)
+    return [by_key[k] for k in difflib.get_close_matches(display_name(name).lower(), list(by_key), n=n, cutoff=0.6)]
+
+
+def not_pulled(ref: str, detail: str = "", known: Sequence[str] = ()) -> ToolError:
+    """A model the store does not have; with ``known`` (the pulled names) a typo gets the closest ones."""
+    close = [k for k in close_names(ref, known) if k != ref]
+    if close:
+        return ToolError(f"the model '{ref}' is not pulled; did you mean {' or '.join(repr(c) for c in close)}?",
+                         f"use the name verbatim: {close[0]}   (pulled names: docker model ls)", "model_not_pulled",
+                         detail=detail)
     return ToolError(f"the model '{ref}' is not pulled (it is not in Docker Model Runner's local store)",
                      f"docker model pull {ref}   (pulled ids, verbatim: docker model ls)", "model_not_pulled",
                      detail=detail)

@@ -117,6 +117,12 @@ def test_pull_of_a_model_embedded_mode_cannot_get(pulled: Session, capsys: pytes
     assert "LABKIT_MODE=live" in second and "ai/smollm2:135M-Q4_1" in second
 
 
+def test_a_mistyped_pull_suggests_the_shipped_name(pulled: Session, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "pull", "ai/smolm2:135M-Q4_1")
+    assert code == 1 and out == ""
+    assert "Did you mean ai/smollm2:135M-Q4_1?" in err.splitlines()[1], err
+
+
 def test_run_streams_one_answer(pulled: Session, capsys: pytest.CaptureFixture[str],
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "RUN_EXTRA", {"max_tokens": 8, "temperature": 0})

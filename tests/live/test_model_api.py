@@ -130,6 +130,16 @@ def test_model_not_pulled_is_told_with_the_pull_command(api: ModelApi, stream: b
         "  fix: docker model pull ai/qwen3:8B-Q4_K_M   (pulled ids, verbatim: docker model ls)"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_typo_gets_the_closest_pulled_name_not_the_same_typo(api: ModelApi, stream: bool) -> None:
+    typo = "ai/smolm2:360M-Q4_K_M"
+    err = caught(lambda: list(api.chat(typo, "hi", stream=True)) if stream else api.chat(typo, "hi"))
+    assert err.kind == "model_not_pulled"
+    assert str(err).splitlines() == [
+        "the model 'ai/smolm2:360M-Q4_K_M' is not pulled; did you mean 'ai/smollm2:360M-Q4_K_M'?",
+        "  fix: use the name verbatim: ai/smollm2:360M-Q4_K_M   (pulled names: docker model ls)"]
+
+
 def test_wrong_route(dmr: Dmr) -> None:
     api = ModelApi("http://dmr.test:12434/api", transport=httpx.MockTransport(dmr))
     err = caught(api.models)
