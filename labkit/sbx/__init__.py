@@ -6,6 +6,9 @@ What other code calls (everything returns the shared records of ``labkit.records
   env=, workdir=, input=, timeout=)`` (captured), ``runtime.popen(name, argv, …)`` (streamed),
   ``runtime.stop(name)``, ``runtime.remove(name)``, ``runtime.list_sandboxes()``;
   errors are ``store.SandboxError`` / ``store.SandboxNotFound`` with the message to print.
+* agents — ``runtime.create("codex"|"claude", …)`` puts that pinned agent (``labkit.agents.install``)
+  on the guest's PATH, read-only (:mod:`.guest_agents`); ``runtime.agent_command(name)`` is what
+  ``sbx run`` starts. Raw TCP to host.docker.internal:P goes relay → proxy (:mod:`.relay`).
 * isolation — ``isolation.detect() -> Tier(name, reason, detail, fix)``: ``namespaced`` or the
   weaker ``process`` tier, probed once per process.
 * policy — ``rules.load()``, ``rules.add("allow"|"deny", "RES[,RES…]", sandbox=)``,

@@ -26,6 +26,7 @@ FIELDS = ("ts", "sandbox", "method", "url", "host", "port", "normalized", "decis
           "status", "bytes_up", "bytes_down", "duration_ms")
 # Rule ids the proxy itself uses when no rule of the policy decided.
 PROXY_REASONS = ("default-deny", "loopback-guard", "bad-request")
+RAW_TCP_METHOD = "TCP"  # a raw TCP connection to host.docker.internal:P (relay → proxy), not an HTTP request
 
 
 def log_path() -> Path:
@@ -109,6 +110,11 @@ class AuditRecord:
         return "domain-blocked" if self.rule.get("id") in PROXY_REASONS else "user-denied"
 
     @property
+    def proxy(self) -> str:
+        """sbx's PROXY column: ``forward`` for HTTP(S) through the proxy, ``network`` for raw TCP."""
+        return "network" if self.method == RAW_TCP_METHOD else "forward"
+
+    @property
     def reason(self) -> str:
         """sbx's REASON column (newer sbx): why a blocked request was blocked."""
         if self.decision == "allow":
@@ -147,11 +153,11 @@ def policy_log(sandbox: str | None = None, path: Path | None = None) -> list[Pol
     rows: dict[tuple[str, str, str, str, bool], list[Any]] = {}
     for rec in read(sandbox, path=path):
         key = (rec.sandbox or "-", f"{_bracket(rec.host)}:{rec.port}", rec.rule_label, rec.reason,
-               rec.decision == "deny")
+               rec.decision == "deny", rec.proxy)
         row = rows.setdefault(key, [0, rec.when])
         row[0] += 1
         row[1] = max(row[1], rec.when)
-    entries = [PolicyLogEntry(sandbox=k[0], host=k[1], proxy="forward", rule=k[2], blocked=k[4],
+    entries = [PolicyLogEntry(sandbox=k[0], host=k[1], proxy=k[5], rule=k[2], blocked=k[4],
                               count=v[0], last_seen=v[1], reason=k[3]) for k, v in rows.items()]
     return sorted(entries, key=lambda e: e.last_seen or datetime.min, reverse=True)
 

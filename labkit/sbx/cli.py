@@ -28,10 +28,10 @@ EMULATED_SBX_VERSION = "0.45.0"
 USAGE = """usage: sbx COMMAND [ARGS…]   (labkit's embedded sbx)
 
 commands:
-  create [--name N] AGENT PATH   create a sandbox (agents: shell)
+  create [--name N] AGENT PATH   create a sandbox (agents: shell, codex, claude)
   ls [--json] [-q]               list sandboxes
   exec [-e K=V] [-w DIR] N CMD…  run a command inside (exit code passed through; 125 = no such sandbox)
-  run N                          an interactive shell inside (needs a terminal)
+  run N [-- ARGS…]               the agent inside (a shell for shell sandboxes; needs a terminal)
   stop N…                        stop what runs in a sandbox (its home is kept)
   rm [-f] [--all] N…             remove sandboxes and their homes
   policy …                       network policy: init, allow, deny, rm, ls, check, reset, log
@@ -124,17 +124,29 @@ def cmd_exec(argv: list[str]) -> int:
 
 
 def cmd_run(argv: list[str]) -> int:
-    p = Parser(prog="sbx run", description="An interactive shell in a sandbox (creates it from AGENT PATH).")
+    p = Parser(prog="sbx run", description="Start the sandbox's agent on this terminal (a shell for a shell "
+               "sandbox); arguments after -- go to it. Creates the sandbox from AGENT PATH when it is missing.")
     p.add_argument("--name", help="name when creating")
     p.add_argument("target", metavar="SANDBOX|AGENT")
     p.add_argument("paths", nargs="*", metavar="PATH")
-    args = p.parse_args(argv)
+    sep = argv.index("--") if "--" in argv else len(argv)
+    args, extra = p.parse_args(argv[:sep]), argv[sep + 1:]
     if not sys.stdin.isatty():
         return fail(f"sbx run needs a terminal; in notebooks and scripts use: sbx exec {args.target} COMMAND")
     name = args.target
     if args.target in store.AGENTS and (args.paths or args.name):
-        name = runtime.create(args.target, (args.paths or ["."])[0], args.name).name
-    return runtime.interactive(name, [])
+        name = _existing_or_created(args.target, (args.paths or ["."])[0], args.name)
+    return runtime.interactive(name, [*runtime.agent_command(name), *extra])
+
+
+def _existing_or_created(agent: str, path: str, name: str | None) -> str:
+    """sbx run AGENT PATH: the sandbox of that name if it exists, else a new one."""
+    name = name or store.default_name(agent, os.path.realpath(path))
+    try:
+        store.get(name)
+        return name
+    except store.SandboxNotFound:
+        return runtime.create(agent, path, name).name
 
 
 def cmd_stop(argv: list[str]) -> int:

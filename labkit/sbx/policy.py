@@ -270,6 +270,14 @@ class Policy:
                 else:
                     self._patterns.append((order, rule, pattern))
 
+    def loopback_ports(self, sandbox: str | None = None) -> set[int]:
+        """The ports P that a rule of this sandbox's scope names for ``localhost:P`` (allow or deny);
+        a portless resource names none. The relay listens for raw TCP on these."""
+        entries = (*self._exact.get(LOOPBACK_NAME, ()), *self._patterns)
+        return {pattern.port for _, rule, pattern in entries
+                if pattern.port is not None and rule.applies_to in ("all", sandbox)
+                and pattern.matches(LOOPBACK_NAME, pattern.port)}
+
     def decide(self, host: str, port: int, sandbox: str | None = None) -> Decision:
         """Deny beats allow; no match is a deny. ``sandbox`` selects sandbox-scoped rules too.
 

@@ -20,6 +20,8 @@ wildcard rule cannot be used to reach host services. Upstream requests carry ``C
 close``; bodies stream both ways chunk by chunk. Blocked → 403 ``text/plain`` in sbx's shape;
 upstream unreachable → 502 with a one-line reason. Every request, allowed or not, leaves
 exactly one audit record, written when it ends (also when the upstream dies mid-stream).
+Raw TCP to ``host.docker.internal:P`` (sbx ≥ 0.30) arrives from the in-sandbox relay as a
+``CONNECT`` marked ``Labkit-Raw-TCP``: the same decision and tunnel, one record with method ``TCP``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ IDLE_TIMEOUT = 120.0  # between two requests on a kept-alive client connection
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
               b"proxy-authenticate", b"te", b"trailer", b"upgrade"}
 REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 502: b"Bad Gateway"}
+RAW_TCP_HEADER = b"labkit-raw-tcp"  # sent by relay.py with a raw-TCP CONNECT; the record's method is TCP
 
 
 class _ClientGone(Exception):
@@ -252,6 +255,8 @@ class ProxyServer:
         if control and target.startswith("/_labkit/"):
             return await self._control(client, method, target)
         record = _Record(sandbox, method, target)
+        if method == "CONNECT" and _raw_tcp(req):
+            record.method = "TCP"  # the relay's raw-TCP connection to host.docker.internal:P
         try:
             try:
                 host, port, path = _parse_target(method, target)
@@ -334,7 +339,8 @@ class ProxyServer:
         if not head:
             events.append(h11.Data(data=body))
         if record is not None:
-            record.status, record.bytes_down = status, 0 if head else len(body)
+            # a raw-TCP guest gets a reset, not this body (the relay reads it)
+            record.status, record.bytes_down = status, 0 if head or record.method == "TCP" else len(body)
             self._log(record)
         await client.send(*events, h11.EndOfMessage())
         return 0 if head else len(body)
@@ -480,6 +486,11 @@ def _has_body(req: h11.Request) -> bool:
         if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
             return True
     return False
+
+
+def _raw_tcp(req: h11.Request) -> bool:
+    """A tunnel the in-sandbox relay opened for raw TCP (a guest may only mislabel its own records)."""
+    return any(name == RAW_TCP_HEADER for name, _ in req.headers)
 
 
 def _reusable(client: _Side) -> bool:

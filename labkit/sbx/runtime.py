@@ -24,15 +24,20 @@ import psutil
 
 from .. import paths
 from ..records import SandboxInfo
-from . import isolation, rules, service, store
+from . import guest_agents, isolation, rules, service, store
+from .guest_agents import AgentInstall
 from .isolation import BWRAP_ENV, Tier
+from .policy import PolicyError
 
 GUEST_HOME = "/home/agent"
 GUEST_UID = 1000
 PROXY_URL = "http://gateway.docker.internal:3128"
 NO_PROXY = "localhost,127.0.0.1,::1"
-# sbx's magic host address (reference §1.6); unroutable here, so direct TCP fails fast.
-HOST_ADDRESS = "169.254.1.1"
+# What host.docker.internal resolves to inside. sbx uses 169.254.1.1 (reference §1.6), but
+# adding that address to the sandbox's loopback needs CAP_NET_ADMIN in its network namespace,
+# which the guest must not have; all of 127.0.0.0/8 is on loopback already, so the relay can
+# listen here unprivileged and pass raw TCP on to the proxy (sbx ≥ 0.30's transparent path).
+HOST_ADDRESS = "127.254.1.1"
 RELAY_IN_GUEST = "/run/labkit/relay.py"
 SOCKET_DIR_IN_GUEST = "/run/sbx"
 
@@ -62,9 +67,23 @@ class Launch:
 def create(agent: str, workspace: str, name: str | None = None) -> store.Sandbox:
     """``sbx create [--name N] AGENT PATH``: a sandbox with its own home (raises SandboxError)."""
     name = name or store.default_name(agent, os.path.realpath(workspace))
+    guest_agents.require(agent)  # a missing codex/claude: one clear error, nothing created
     sandbox = store.create(name, agent, [workspace])
+    guest_agents.make_home(agent, sandbox.home)
     write_guest_etc(sandbox)
     return sandbox
+
+
+def agent_command(name: str) -> list[str]:
+    """What ``sbx run`` starts, as in sbx: the agent of an agent sandbox, else a shell."""
+    agent = store.get(name).agent
+    if guest_agents.require(agent) is None:
+        return [_shell()]
+    return [guest_agents.command(agent)]
+
+
+def _shell() -> str:
+    return "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
 
 
 def list_sandboxes() -> list[SandboxInfo]:
@@ -146,16 +165,17 @@ def _user_site(home: str) -> str:
 
 
 def guest_env(sandbox: store.Sandbox, tier: Tier, proxy_url: str, home: str,
-              extra: dict[str, str] | None = None) -> dict[str, str]:
+              extra: dict[str, str] | None = None, agent_bin: str = "") -> dict[str, str]:
     """The rebuilt environment: nothing from the host except what is listed here and ``-e``.
 
     ``pip install`` of a new package goes to ``~/.local`` (PIP_PREFIX; the course env is
     read-only), which PYTHONPATH puts on the path; a package already present is found in
-    the course env and nothing is written.
+    the course env and nothing is written. An agent sandbox's ``agent_bin`` comes first on
+    PATH, so its command is always the pinned, read-only one.
     """
     scripts = sysconfig.get_path("scripts")
-    path = [f"{home}/.local/bin", scripts, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
-            "/sbin", "/bin"]
+    path = [*([agent_bin] if agent_bin else []), f"{home}/.local/bin", scripts, "/usr/local/sbin",
+            "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
     env = {
         "PATH": ":".join(dict.fromkeys(path)),
         "HOME": home, "USER": "agent", "LOGNAME": "agent", "SHELL": "/bin/bash",
@@ -166,6 +186,7 @@ def guest_env(sandbox: store.Sandbox, tier: Tier, proxy_url: str, home: str,
     }
     if tier.name == "namespaced":
         env["HOSTNAME"] = sandbox.name
+    env.update(guest_agents.guest_env(sandbox.agent, home))
     env.update(extra or {})
     return env
 
@@ -174,7 +195,17 @@ def _depth(path: str) -> int:
     return 0 if path == "/" else path.rstrip("/").count("/")
 
 
-def _mounts(sandbox: store.Sandbox, socket_dir: Path) -> list[list[str]]:
+def _read_only_roots(sandbox: store.Sandbox, agent: AgentInstall | None) -> list[str]:
+    """The agent's install prefix; also for any sandbox whose workspace holds the agents' prefix."""
+    roots = [agent.prefix] if agent else []
+    installed = guest_agents.prefix()
+    if any(installed.startswith(ws.rstrip("/") + "/") for ws in sandbox.workspaces):
+        roots.append(installed)  # a shell sandbox on the repo must not be able to change the agents either
+    return list(dict.fromkeys(roots))
+
+
+def _mounts(sandbox: store.Sandbox, socket_dir: Path, agent: AgentInstall | None = None,
+            links: Path | None = None) -> list[list[str]]:
     """bwrap mount options, ordered so that a parent is always mounted before its children."""
     ops: list[tuple[str, list[str]]] = [("/usr", ["--ro-bind", "/usr", "/usr"])]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -196,6 +227,9 @@ def _mounts(sandbox: store.Sandbox, socket_dir: Path) -> list[list[str]]:
     ]
     ops += [(ws, ["--bind", ws, ws]) for ws in sandbox.workspaces]
     ops += [(root, ["--ro-bind", root, root]) for root in _python_roots()]
+    ops += [(root, ["--ro-bind-try", root, root]) for root in _read_only_roots(sandbox, agent)]
+    if links is not None:
+        ops.append((guest_agents.LINKS_IN_GUEST, ["--ro-bind", str(links), guest_agents.LINKS_IN_GUEST]))
     state = str(paths.home().resolve())
     if any(state == ws or state.startswith(ws.rstrip("/") + "/") for ws in sandbox.workspaces):
         ops.append((state, ["--tmpfs", state]))  # never let a guest edit its own policy or others' homes
@@ -203,8 +237,19 @@ def _mounts(sandbox: store.Sandbox, socket_dir: Path) -> list[list[str]]:
     return [args for _, args in ops]
 
 
+def raw_tcp_ports(sandbox: str) -> list[int]:
+    """Ports where the relay takes raw TCP to host.docker.internal: the model port, and every port
+    a rule names for ``localhost`` (allowing or denying it). The proxy decides each connection."""
+    try:
+        named = rules.load().policy().loopback_ports(sandbox)
+    except PolicyError:
+        named = set()
+    return sorted({paths.dmr_port(), *named})
+
+
 def _bwrap_argv(tier: Tier, sandbox: store.Sandbox, socket_dir: Path, env: dict[str, str], cwd: str,
-                cmd: list[str], tty: bool, detach: bool) -> list[str]:
+                cmd: list[str], tty: bool, detach: bool, agent: AgentInstall | None = None,
+                links: Path | None = None) -> list[str]:
     argv = [tier.bwrap, "--unshare-user", "--uid", str(GUEST_UID), "--gid", str(GUEST_UID),
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", sandbox.name, "--cap-drop", "ALL"]
@@ -212,13 +257,15 @@ def _bwrap_argv(tier: Tier, sandbox: store.Sandbox, socket_dir: Path, env: dict[
         argv.append("--die-with-parent")  # the sandbox ends when whoever ran `sbx exec` ends
     if not tty:
         argv.append("--new-session")  # no TIOCSTI into the caller's terminal (a pty is ours alone)
-    for mount in _mounts(sandbox, socket_dir):
+    for mount in _mounts(sandbox, socket_dir, agent, links):
         argv += mount
     argv += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
     python = os.path.realpath(sys.executable)
-    return [*argv, "--", python, "-I", "-S", RELAY_IN_GUEST, f"{SOCKET_DIR_IN_GUEST}/proxy.sock", "--", *cmd]
+    ports = ",".join(map(str, raw_tcp_ports(sandbox.name)))
+    return [*argv, "--", python, "-I", "-S", RELAY_IN_GUEST, f"{SOCKET_DIR_IN_GUEST}/proxy.sock",
+            HOST_ADDRESS, ports, "--", *cmd]
 
 
 def prepare(name: str, cmd: list[str], env: dict[str, str] | None = None, workdir: str | None = None,
@@ -235,17 +282,19 @@ def prepare(name: str, cmd: list[str], env: dict[str, str] | None = None, workdi
     tier = isolation.detect()
     ep = service.endpoint(name)
     sandbox = store.set_status(sandbox, "running")  # sbx: "If the sandbox is stopped, it is started first."
-    cmd = cmd or ["/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"]
+    cmd = cmd or [_shell()]
+    agent = guest_agents.find(sandbox.agent)
+    links = guest_agents.link_folder(sandbox, agent) if agent else None
     if tier.name == "namespaced":
         write_guest_etc(sandbox)
         cwd = _workdir(workdir, sandbox.workspace)
-        genv = guest_env(sandbox, tier, PROXY_URL, GUEST_HOME, env)
-        argv = _bwrap_argv(tier, sandbox, ep.folder, genv, cwd, cmd, tty, detach)
+        genv = guest_env(sandbox, tier, PROXY_URL, GUEST_HOME, env, guest_agents.LINKS_IN_GUEST if links else "")
+        argv = _bwrap_argv(tier, sandbox, ep.folder, genv, cwd, cmd, tty, detach, agent, links)
         return Launch(argv, dict(BWRAP_ENV), None, tier)
     # Process tier: gateway.docker.internal cannot resolve without a mount namespace, so the
     # proxy variables point at the sandbox's own loopback port of the proxy.
     home = str(sandbox.home)
-    genv = guest_env(sandbox, tier, f"http://127.0.0.1:{ep.port}", home, env)
+    genv = guest_env(sandbox, tier, f"http://127.0.0.1:{ep.port}", home, env, str(links or ""))
     return Launch(cmd, genv, _workdir(workdir, sandbox.workspace), tier)
 
 

@@ -22,7 +22,7 @@ import psutil
 from .. import paths
 from ..records import SandboxInfo
 
-AGENTS = ("shell",)
+AGENTS = ("shell", "codex", "claude")  # codex/claude: see guest_agents
 RESERVED_NAMES = ("default",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]+$")
 _NAME_RULE = ("names need at least two characters, start with a letter or number, "

@@ -45,7 +45,7 @@ def test_model_runner_docker_internal_does_not_resolve(sandbox: str) -> None:
                            "getent hosts host.docker.internal")
     assert "rc=6" in done.stdout and "Could not resolve host" in done.stderr
     assert "getent=2" in done.stdout
-    assert "169.254.1.1" in done.stdout and "host.docker.internal" in done.stdout
+    assert f"{runtime.HOST_ADDRESS} " in done.stdout and "host.docker.internal" in done.stdout
 
 
 def test_host_docker_internal_is_blocked_until_localhost_port_is_allowed(sandbox: str, upstream: Upstream) -> None:
@@ -166,7 +166,8 @@ def test_direct_tcp_to_any_host_address_fails(sandbox: str) -> None:
                 if a.family == socket.AF_INET and not a.address.startswith("127.")]
     with socket.create_server(("0.0.0.0", 0)) as server:
         port = server.getsockname()[1]
-        targets = [*host_ips, "169.254.1.1", "1.1.1.1", "127.0.0.1"]
+        # host.docker.internal's address takes raw TCP only on ports a rule names (test_raw_tcp.py)
+        targets = [*host_ips, "169.254.1.1", runtime.HOST_ADDRESS, "1.1.1.1", "127.0.0.1"]
         code = ("import socket, sys\n"
                 f"for ip in {targets!r}:\n"
                 "    try:\n"
@@ -227,7 +228,7 @@ def test_create_says_which_isolation_it_got(tier: str, workspace: Path) -> None:
 @pytest.mark.parametrize("args, message", [
     (["create", "--name", "x", "shell", "."], "invalid sandbox name 'x'"),
     (["create", "--name", "default", "shell", "."], "reserved"),
-    (["create", "--name", "ok-name", "claude", "."], "unknown agent 'claude'"),
+    (["create", "--name", "ok-name", "gemini", "."], "unknown agent 'gemini'"),
     (["create", "--name", "ok-name", "shell", "/no/such/dir"], "is not a directory"),
     (["stop", "ghost-box"], "no sandbox named 'ghost-box'"),
     (["rm", "-f", "ghost-box"], "no sandbox named 'ghost-box'"),
