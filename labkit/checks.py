@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 HOST_ALIAS = "host.docker.internal"
 MODELS_PATH = re.compile(r"/v1/models/?$")
 CHAT_PATH = re.compile(r"/chat/completions/?$")
-AGENT_PATH = re.compile(r"/(chat/completions|responses)/?$")  # labkit's agent | Codex (Responses API)
+# labkit's agent (chat completions) | Codex (Responses API) | Claude Code (Anthropic Messages)
+AGENT_PATH = re.compile(r"/(chat/completions|responses|messages)/?$")
 
 
 @dataclass(frozen=True)
@@ -490,7 +491,7 @@ def _numbered(n: int, result: CheckResult, text: str) -> CheckResult:
     return CheckResult(False, line, (f"not verified: {reason}", *result.evidence), result.fix)
 
 
-def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-agent",
+def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-claude",
                workspace: str | Path | None = None, script: str = "test_local.py") -> Checkpoint:
     """The seed's checkpoint, item by item, from the audit records (embedded) or `sbx policy log` (live).
 
@@ -506,13 +507,14 @@ def checkpoint(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-ag
     chat = chat_completion(lab, sandbox)
     sdk = sdk_client(lab, sandbox, workspace, script)
     agent = _item(lab, agent_sandbox, "item 4",
-                  f"Step 8: run the agent in {agent_sandbox} with OPENAI_BASE_URL={lab.endpoints.sandbox}", AGENT_PATH)
+                  f"Step 8: run the agent in {agent_sandbox} (notebook 08)", AGENT_PATH)
     watched = _watched(lab, agent_sandbox)
     return Checkpoint((
         _numbered(1, first, f"Reached DMR from inside the sandbox via {HOST_ALIAS}:{port}{paths_note}"),
         _numbered(2, chat, f"Ran a chat completion against a local model{paths_note}"),
         _numbered(3, sdk, "Pointed a Python OpenAI SDK client at the local endpoint"),
-        _numbered(4, agent, "Pointed a coding agent at the local model via OPENAI_BASE_URL"),
+        # the seed says "via OPENAI_BASE_URL"; current agents need their generated configuration (Step 8)
+        _numbered(4, agent, "Pointed a coding agent at the local model"),
         _numbered(5, watched, f"Watched the connections in sbx policy log {agent_sandbox}"),
     ))
 
@@ -660,7 +662,7 @@ def step7_sdk(lab: Lab, name: str, workdir: str | Path | None = None, run: Any =
 
 
 def _agent_reached(lab: Lab, name: str) -> CheckResult:
-    fix = f"run the agent in {name} with OPENAI_BASE_URL={lab.endpoints.sandbox}"
+    fix = f"run the agent in {name} with its generated configuration (notebook 08)"
 
     def probe() -> CheckResult:
         crossed = _crossing(lab, name, AGENT_PATH)
@@ -699,6 +701,65 @@ def agent_blocked(lab: Lab, name: str, blocked: Any = None, *, echo: bool = True
     return result.show() if echo else result
 
 
+def agent_answered(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
+    """Notebook 08: what the model server said to the agent's requests, from the proxy's records.
+
+    A request can cross the boundary and still be refused by the model server: Docker Model
+    Runner after 1.2.6 answers Codex's `include` field with HTTP 400. This check passes when the
+    agent's requests reached the server and says what it answered (embedded: per status).
+    """
+    def probe() -> CheckResult:
+        if is_live(lab):
+            rows = [e for e in _log_entries(lab, name, False) if _is_model_port(e, lab.port)]
+            if not rows:
+                return failed(f"Step 8: sbx policy log {name} shows no request to {lab.endpoints.rule}",
+                              f"run the agent in {name} (the cell above)")
+            return passed(f"Step 8: the agent in {name} reached the model port (sbx's log has no HTTP status: "
+                          "the agent's own output above says whether the model answered)", [_log_line(name, rows[0])])
+        records = model_records(lab, name, AGENT_PATH, status=None)
+        if not records:
+            reason, last = _no_crossing(lab, name, "model request")
+            return failed(f"Step 8: {reason}", f"run the agent in {name} (the cell above)", last)
+        statuses = sorted({r.status for r in records})
+        refused = [r for r in records if r.status >= 400]
+        what = (f"the agent in {name} reached the model server: {len(records)} request(s), "
+                f"HTTP {', '.join(map(str, statuses))}")
+        if refused:
+            what += " (the model server refused some: see its request log)"
+        return passed(f"Step 8: {what}", [record_line(r) for r in records[-3:]])
+
+    result = _guarded("Step 8", probe)
+    return result.show() if echo else result
+
+
+def only_model_port(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
+    """Notebook 08: every destination the agent in ``name`` tried, and that only the model port was reached."""
+    def probe() -> CheckResult:
+        target = lab.endpoints.rule
+        if is_live(lab):
+            rows = lab.audit.log(name)
+            reached = any(not e.blocked and _is_model_port(e, lab.port) for e in rows)
+            others = sorted({e.host for e in rows if not e.blocked and not _is_model_port(e, lab.port)})
+            lines = [_log_line(name, e) for e in rows]
+        else:
+            records = lab.audit.records(name)
+            reached = any(r.normalized == target and r.decision == "allow" for r in records)
+            others = sorted({r.normalized for r in records if r.normalized != target and r.decision == "allow"})
+            # decisions, not counts: how often an agent retries varies from run to run
+            lines = [f"{dest}: " + " and ".join(sorted({"allowed" if r.decision == "allow" else "blocked"
+                                                        for r in records if r.normalized == dest}))
+                     for dest in dict.fromkeys(r.normalized for r in records)]
+        if not reached:
+            return failed(f"Step 8: no allowed request from {name} to {target}", f"run the agent in {name}", lines)
+        if others:
+            return failed(f"Step 8: the agent in {name} also reached {', '.join(others)}",
+                          f"deny them: sbx policy deny network {','.join(others)}", lines)
+        return passed(f"Step 8: the agent in {name} reached only the model port, {target}", lines)
+
+    result = _guarded("Step 8", probe)
+    return result.show() if echo else result
+
+
 def step8_agent(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
     """Notebook 08: the agent used the model, a deny rule blocked it, and the allow rule is in force again."""
     restored = rule_in_force(lab, "allow", step="Step 8")
@@ -708,7 +769,7 @@ def step8_agent(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
     return result.show() if echo else result
 
 
-def checklist(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-agent",
+def checklist(lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-claude",
               workspace: str | Path | None = None) -> Any:
     """Notebook 09: the seed's five checkpoint items as a widget (``.summary()`` is one deterministic line)."""
     from .widgets import Checklist

@@ -106,5 +106,5 @@ def agent_after_restore(lab: Lab, sandbox: str) -> CheckResult:
     later = [r for r in records[last_block + 1:] if r.decision == "allow" and checks.AGENT_PATH.search(r.url)]
     if later:
         return _show(passed("exercise: the agent reached the model again after you restored the rule", []))
-    return _show(failed("exercise: no agent run since access was restored",
-                        "box.exec(agent.command(TASK, model), env=agent.env)"))
+    return _show(failed("exercise: no agent run since access was restored (expected until you run one)",
+                        'cbox.exec(claude.command("your task"), env=claude.env, timeout=AGENT_TIMEOUT)'))

@@ -52,35 +52,22 @@ class Endpoints:
 
 
 @dataclass(frozen=True)
-class AgentSetup:
-    """Step 8's coding agent in this mode: Codex in an sbx `codex` sandbox, or labkit's small agent.
+class CodingAgent:
+    """One of Step 8's agents as it runs in a sandbox: its `sbx create` name, files, variables, command.
 
-    A 135M model cannot drive Codex (measured: it loops), so embedded mode runs labkit's own
-    agent and says so; live mode runs real Codex with a provider that speaks the Responses API.
+    Made by ``Lab.codex`` / ``Lab.claude`` from labkit's generators (``labkit.agents``), the same in
+    both modes; ``files`` are paths relative to the sandbox user's home (``Sandbox.write_files``).
     """
 
-    name: str
+    name: str  # "Codex", "Claude Code"
     sandbox_agent: str  # the `sbx create` AGENT argument
-    base_url: str  # what OPENAI_BASE_URL is set to inside the sandbox
-    live: bool
+    model: str
+    env: dict[str, str]
+    files: dict[str, str]
+    argv: tuple[str, ...]  # the command, with TASK where the task goes
 
-    @property
-    def env(self) -> dict[str, str]:
-        return {"OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": "not-needed"}
-
-    def command(self, task: str, model: str) -> list[str]:
-        """The argv that runs the agent on ``task`` inside the sandbox."""
-        if not self.live:
-            return ["python3", "-m", "labkit.agent", "--model", model, task]
-        # Current Codex ignores OPENAI_BASE_URL and rejects wire_api="chat" (reference/codex-local.md):
-        # it needs a custom provider speaking the Responses API, which DMR serves at /engines/v1.
-        # Passing the provider as an inline TOML table through -c is UNCONFIRMED on every Codex
-        # version; the config.toml form in codex-local.md §2.4 is the documented fallback.
-        provider = (f'model_providers.local={{name="local", base_url="{self.base_url.replace("/llama.cpp", "")}", '
-                    'wire_api="responses"}')
-        return ["codex", "exec", "--skip-git-repo-check", "-m", model, "-c", "model_provider=local",
-                "-c", provider, "-c", "analytics.enabled=false", "--disable", "plugins",
-                "--dangerously-bypass-approvals-and-sandbox", task]
+    def command(self, task: str) -> list[str]:
+        return [task if arg == "TASK" else arg for arg in self.argv]
 
 
 class Lab:
@@ -114,11 +101,35 @@ class Lab:
     def mode(self) -> str:
         return self.resolution.label
 
-    @property
-    def agent(self) -> AgentSetup:
+    def agent_installed(self, name: str) -> bool:
+        """Is the pinned agent ``codex`` / ``claude`` there? (Real sbx brings its own; embedded: `make lab`.)"""
         if self.resolution.sandboxes.kind == "live":
-            return AgentSetup("Codex CLI", "codex", self.endpoints.sandbox, True)
-        return AgentSetup("labkit's small coding agent (labkit.agent)", "shell", self.endpoints.sandbox, False)
+            return True
+        from .agents import install
+
+        return install.executable(name) is not None
+
+    def codex(self, model: str, home: str) -> CodingAgent:
+        """Codex with labkit's generated profile (``home``: the sandbox user's home, as Codex sees it)."""
+        from .agents import codex
+
+        settings = codex.Settings(model=model, base_url=codex.dmr_base_url(self.port))
+        files = {f".codex/{name}": text for name, text in codex.files(settings, f"{home}/.codex").items()}
+        return CodingAgent("Codex", "codex", model, {}, files, tuple(codex.argv("TASK", settings)))
+
+    def small_agent(self, model: str) -> CodingAgent:
+        """labkit's small coding agent (``python -m labkit.agent``): the fallback when no pinned agent is there."""
+        env = {"OPENAI_BASE_URL": self.endpoints.sandbox, "OPENAI_API_KEY": "not-needed"}
+        return CodingAgent("labkit's small coding agent (the fallback)", "shell", model, env, {},
+                           ("python3", "-m", "labkit.agent", "--model", model, "TASK"))
+
+    def claude(self, model: str) -> CodingAgent:
+        """Claude Code with labkit's generated environment."""
+        from .agents import claude
+
+        settings = claude.Settings(model=model, base_url=claude.dmr_base_url(self.port))
+        return CodingAgent("Claude Code", "claude", model, claude.env(settings), {},
+                           tuple(claude.argv("TASK", settings)))
 
     @property
     def isolation(self) -> str:
@@ -193,6 +204,15 @@ class Sandbox:
             print(f"sandbox '{self.name}' exists already: reusing it")
             return None
         return self.lab.host(["sbx", "create", "--name", self.name, agent, path], cwd=cwd, timeout=timeout)
+
+    def home(self) -> str:
+        """The sandbox user's home folder, as commands inside see it."""
+        return self.exec(["printenv", "HOME"], echo=False).stdout.strip()
+
+    def write_files(self, files: Mapping[str, str]) -> None:
+        """Write each text to its path (relative to the sandbox user's home), from inside the sandbox."""
+        for rel, text in files.items():
+            self.exec(["bash", "-c", f'mkdir -p "$(dirname ~/{rel})" && cat > ~/{rel}'], input=text)
 
     def exec(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
              workdir: str | None = None, timeout: float | None = None, echo: bool = True,

@@ -674,7 +674,7 @@ class Checklist(_Panel):
 
     kind = "checkpoint checklist"
 
-    def __init__(self, lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-agent",
+    def __init__(self, lab: Lab, sandbox: str = "dmr-test", agent_sandbox: str = "dmr-claude",
                  workspace: str | os.PathLike[str] | None = None, script: str = "test_local.py") -> None:
         super().__init__()
         self.lab = lab

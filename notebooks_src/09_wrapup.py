@@ -11,9 +11,9 @@
 # %% tags=["parameters"]
 MODE = None
 MODEL = None  # None: the mode's default model
-SANDBOX = "dmr-agent"
+SANDBOX = "dmr-claude"
 WORKDIR = "/tmp/dmr-test"
-COURSE_SANDBOXES = ["dmr-test", "dmr-scratch", "dmr-agent"]
+COURSE_SANDBOXES = ["dmr-test", "dmr-scratch", "dmr-codex", "dmr-claude"]
 
 # %%
 import json
@@ -113,7 +113,7 @@ print(fixed.stdout.strip().splitlines()[-1])
 # `sbx policy log` (live mode), the workspace, and the policy store.
 
 # %% tags=["nbval-ignore-output"]
-checklist = checks.checklist(lab)
+checklist = checks.checklist(lab, agent_sandbox=SANDBOX)
 checklist
 
 # %%

@@ -116,7 +116,7 @@ def test_connect_says_what_is_real_and_why(capsys):
         lab = labkit.connect(mode="embedded")
         line = capsys.readouterr().out.strip()
         assert line.startswith("mode: embedded") and "isolation" in line
-        assert lab.default_model == MODEL and lab.agent.sandbox_agent == "shell"
+        assert lab.default_model == MODEL and lab.small_agent(MODEL).sandbox_agent == "shell"
     finally:
         lab_services.down()
 

@@ -176,6 +176,18 @@ def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent
     assert not checks.step8_agent(lab, agent_box, echo=False).ok  # the deny is still in force
     _only_rule(lab, "allow")
     assert checks.step8_agent(lab, agent_box, echo=False).ok
+    answered = checks.agent_answered(lab, agent_box, echo=False)
+    assert answered.ok and "reached the model server" in answered.line and "HTTP 200" in answered.line, answered
+    only = checks.only_model_port(lab, agent_box, echo=False)
+    assert only.ok and only.evidence == (f"{lab.endpoints.rule}: allowed and blocked",), only
+    lab.host("sbx policy allow network example.com", echo=False).check()  # another destination, allowed
+    lab.sandbox(agent_box).exec("curl -s -o /dev/null http://example.com/", echo=False)
+    leaked = wait_for(lambda: None if checks.only_model_port(lab, agent_box, echo=False).ok else True,
+                      what="the example.com record")
+    assert leaked
+    others = checks.only_model_port(lab, agent_box, echo=False)
+    assert not others.ok and "also reached example.com:80" in others.line and "sbx policy deny" in others.fix
+    lab.host("sbx policy rm network --resource example.com", echo=False).check()
 
     done = checkpoint()
     assert done.ok, done
@@ -183,7 +195,7 @@ def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent
         f"✓ 1. Reached DMR from inside the sandbox via host.docker.internal:{lab.endpoints.port}",
         "✓ 2. Ran a chat completion against a local model",
         "✓ 3. Pointed a Python OpenAI SDK client at the local endpoint",
-        "✓ 4. Pointed a coding agent at the local model via OPENAI_BASE_URL",
+        "✓ 4. Pointed a coding agent at the local model",
         f"✓ 5. Watched the connections in sbx policy log {agent_box}",
     ]
     # Deterministic: more traffic (another listing) changes no line and no evidence.
