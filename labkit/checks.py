@@ -681,7 +681,11 @@ def agent_run(lab: Lab, name: str, run: Any = None, *, echo: bool = True) -> Che
     agent talked to the model; what the program printed is the learner's to judge.
     """
     parts = [_agent_reached(lab, name)]
-    if run is not None and not is_live(lab):
+    if run is not None and not is_live(lab) and "timed out" in (getattr(run, "error", "") or ""):
+        # A 135M model can keep an agent busy past the notebook's bound: the run was stopped there,
+        # which says nothing about the wiring (the audit record above does).
+        parts.append(passed("", ["the agent: ran until the notebook's time bound, then was stopped"]))
+    elif run is not None and not is_live(lab):
         parts.append(_ran(run, "Step 8", "the agent", "read the agent's output above", codes=(0, 1)))
     elif run is not None:
         parts.append(_ran(run, "Step 8", "the agent", "read the agent's output above"))

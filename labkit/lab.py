@@ -128,6 +128,9 @@ class Lab:
         from .agents import claude
 
         settings = claude.Settings(model=model, base_url=claude.dmr_base_url(self.port))
+        if self.resolution.model_server.kind == "embedded":
+            # SmolLM2-135M at ~50 tokens/s on 2 cores: short answers and two turns keep a run near a minute
+            settings = claude.Settings(model=model, base_url=settings.base_url, max_turns=2, max_output_tokens=256)
         return CodingAgent("Claude Code", "claude", model, claude.env(settings), {},
                            tuple(claude.argv("TASK", settings)))
 

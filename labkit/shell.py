@@ -237,6 +237,9 @@ def run(
         hint = INSTALL_HINTS.get(os.path.basename(exe), "check the spelling, or install it")
         return _failed(shown, argv, f"{exe}: command not found — {hint}", MISSING_EXIT, started, echo_)
 
+    if cwd is not None and not os.path.isdir(cwd):
+        return _failed(shown, argv, f"the folder {cwd} does not exist — create it: mkdir -p {cwd}", MISSING_EXIT,
+                       started, echo_)
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,

@@ -55,9 +55,11 @@ if old.exists:
     old.rm()
 
 # %% [markdown]
-# Then it creates Codex's sandbox on the same workspace, with the `codex` agent:
+# Then it creates Codex's sandbox on the same workspace (notebook 02 made the folder; run alone,
+# this notebook makes it here), with the `codex` agent:
 
 # %%
+lab.host(["mkdir", "-p", WORKDIR])
 box = lab.sandbox(CODEX_SANDBOX)
 codex_ready = lab.agent_installed("codex")
 if codex_ready:
@@ -178,7 +180,8 @@ lab.host(f"sbx policy check network {lab.endpoints.rule}");
 # %% [markdown]
 # ## The seed's literal instruction, and where Codex really goes
 # The seed says: `export OPENAI_BASE_URL=http://host.docker.internal:12434/v1`, then run Codex.
-# Current Codex ignores that variable. Run it that way, with no profile, for a few seconds:
+# Current Codex ignores that variable. Run it that way, with no profile: it never reaches the model
+# and keeps retrying, so the cell stops it after LITERAL_TIMEOUT seconds (the ✗ line says so):
 
 # %% tags=["nbval-ignore-output"]
 seed_env = {"OPENAI_BASE_URL": f"http://host.docker.internal:{lab.port}/v1", "OPENAI_API_KEY": "sk-local"}

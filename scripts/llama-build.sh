@@ -17,7 +17,7 @@ have=$("$py" -m pip show llama-cpp-python 2>/dev/null | sed -n 's/^Version: //p'
 if [ -z "$force" ] && [ "llama-cpp-python==$have" = "$pin" ] && check; then exit 0; fi
 export CMAKE_ARGS="$("$py" labkit/dmr/build.py cmake-args) ${CMAKE_ARGS:-}"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-say "installing $pin; compiling llama.cpp for any $(uname -m) CPU the first time (about 4 minutes on 2 cores)"
+say "installing $pin; compiling llama.cpp for any $(uname -m) CPU the first time (about 3 minutes on 2 cores)"
 start=$SECONDS
 if [ -n "$force" ]; then
   "$py" -m pip cache remove 'llama_cpp_python*' >/dev/null 2>&1 || true

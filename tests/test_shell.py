@@ -124,3 +124,11 @@ def test_check_raises_one_clear_line():
 def test_utf8_split_across_reads_is_decoded():
     res, _ = run([PY, "-c", "import sys; sys.stdout.buffer.write('✓ ok'.encode()); sys.stdout.flush()"])
     assert res.stdout == "✓ ok"
+
+
+def test_a_missing_working_folder_is_named_not_blamed_on_the_program(tmp_path):
+    missing = tmp_path / "not-made-yet"
+    out = io.StringIO()
+    result = shell.run(["ls"], cwd=str(missing), out=out)
+    assert not result.ok and result.error == f"the folder {missing} does not exist — create it: mkdir -p {missing}"
+    assert "cannot run" not in out.getvalue() and "ls:" not in result.error

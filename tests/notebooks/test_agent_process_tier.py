@@ -1,0 +1,75 @@
+"""Notebook 08 in the process tier (no namespaces, as on Binder): the real agents still reach the model.
+
+In the process tier a sandbox is a plain process with the proxy variables only, and
+`host.docker.internal` does not resolve there: the agents must send their requests through the
+policy proxy. The prerequisites of notebook 08 are made with the course's own commands (01 pulls
+the model, 03 allows the model port), then 08 runs headless with papermill, within its bound.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(420)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _labkit(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "labkit", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_notebook_08_runs_in_the_process_tier(tmp_path: Path) -> None:
+    from labkit.agents import install
+
+    if install.executable("codex") is None or install.executable("claude") is None:
+        pytest.skip("the pinned agents are not installed: make test installs them")
+    import papermill
+
+    port = _free_port()
+    env = {**os.environ, "LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-test-home-"), "LABKIT_DMR_PORT": str(port),
+           "LABKIT_MODE": "embedded", "LABKIT_ISOLATION": "process"}
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        _labkit(env, "up")
+        _labkit(env, "model", "pull", "ai/smollm2:135M-Q4_1")
+        _labkit(env, "sbx", "policy", "allow", "network", f"localhost:{port}")
+        t0 = time.monotonic()
+        out = tmp_path / "08.ipynb"
+        papermill.execute_notebook(str(ROOT / "notebooks" / "08_agent.ipynb"), str(out), cwd=str(ROOT / "notebooks"),
+                                   kernel_name="python3", progress_bar=False,
+                                   parameters={"MODE": "embedded", "WORKDIR": str(tmp_path / "ws")})
+        seconds = time.monotonic() - t0
+    finally:
+        subprocess.run([sys.executable, "-m", "labkit", "down"], env=env, capture_output=True, timeout=60)
+        os.environ.clear()
+        os.environ.update(saved)
+    texts = ["".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in c.get("outputs", []))
+             for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    text = "\n".join(texts)
+    assert "Isolation: process" in text  # the banner says which tier, and that it is weaker
+    assert "✓ Step 8: the agent in dmr-codex reached the model server: 1 request(s), HTTP 400" in text
+    assert "✓ Step 8: the agent in dmr-claude used the local model through the proxy" in text
+    assert "✓ Step 8: the agent in dmr-claude reached only the model port" in text
+    assert "✓ Step 8: the deny rule cut the agent in dmr-claude off from the model" in text
+    assert texts[-1].startswith("✓ Step 8: the agent in dmr-claude used the local model, a deny rule blocked it, "
+                                "access is restored"), texts[-1]
+    print(f"notebook 08 in the process tier: {seconds:.1f} s")
+    assert seconds < 300  # two bounded agent runs of 120 s at most, and the seed's two of 20 s
