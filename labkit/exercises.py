@@ -27,13 +27,17 @@ def _show(result: CheckResult) -> CheckResult:
 
 
 def model_id(lab: Lab, value: str) -> CheckResult:
-    """Step 1: ``value`` is an id the model API lists, spelled exactly."""
-    ids = lab.model_ids()
-    if value and value in ids:
-        return _show(passed(f"exercise: '{value}' is exactly an id the model API lists", []))
+    """Step 1: the model server answers to ``value`` (any spelling it accepts: the listed id, or without
+    ``docker.io/``), asked the way a client would ask (`GET …/v1/models/{value}`)."""
     fix = "set MY_MODEL_ID to the id in the HTTP list, e.g. MY_MODEL_ID = lab.model_ids()[0]"
-    what = "MY_MODEL_ID is empty" if not value else f"'{value}' is not an id the model API lists"
-    return _show(failed(f"exercise: {what}", fix))
+    if not value:
+        return _show(failed("exercise: MY_MODEL_ID is empty (expected until you paste an id)", fix))
+    answered = lab.api.model_id_for(value)
+    if answered is None:
+        return _show(failed(f"exercise: the model server does not know '{value}': check the spelling, "
+                            "and that the quantization tag is part of the name", fix))
+    listed = "" if answered == value else f" (it lists it as '{answered}')"
+    return _show(passed(f"exercise: the model server answers to '{value}'{listed}", []))
 
 
 def second_sandbox(lab: Lab, name: str) -> CheckResult:
@@ -54,13 +58,17 @@ def extra_rule(lab: Lab, host: str) -> CheckResult:
                         f'lab.host(f"sbx policy allow network {host}")'))
 
 
-def workspace_file(workdir: str, name: str, contains: str | None = None) -> CheckResult:
-    """Steps 4 and 7: the file ``name`` is in the workspace (and, if given, contains ``contains``)."""
+def workspace_file(workdir: str, name: str, contains: str | None = None, what: str = "") -> CheckResult:
+    """Steps 4 and 7: the file ``name`` is in the workspace (and, if given, contains ``contains``,
+    which ``what`` names in the learner's words, e.g. "the sandbox's hostname")."""
     path = Path(workdir).expanduser() / name
     if not path.is_file():
-        return _show(failed(f"exercise: {name} is not in the workspace yet", "see the folded solution above"))
+        return _show(failed(f"exercise: {name} is not in the workspace yet (expected until you write it)",
+                            "see the folded solution above"))
     if contains is not None and contains not in path.read_text(errors="replace"):
-        return _show(failed(f"exercise: {name} does not contain '{contains}'", "see the folded solution above"))
+        wanted = f"{what} ('{contains}')" if what else f"'{contains}'"
+        return _show(failed(f"exercise: {name} is there, but does not hold {wanted}",
+                            "see the folded solution above"))
     return _show(passed(f"exercise: {name} is in the workspace {workdir}", []))
 
 

@@ -59,8 +59,9 @@ box.exec("pwd");
 # workspace at the same path as on the host.
 #
 # ## Your turn
-# From inside the sandbox, write a file `hello-from-sandbox.txt` into the workspace, then read it on
-# the host with `cat` (run through `lab.host`).
+# From inside the sandbox, write the sandbox's hostname into a file `hello-from-sandbox.txt` in the
+# workspace (`hostname > …`, run inside), then read it on the host with `cat` (run through
+# `lab.host`): the hostname proves the file was written in there. The check below stays ✗ until then.
 
 # %%
 # Exercise: write the file inside, read it on the host
@@ -79,4 +80,4 @@ box.exec("pwd");
 
 # %%
 checks.step4_inside(lab, SANDBOX)
-exercises.workspace_file(WORKDIR, "hello-from-sandbox.txt", SANDBOX);
+exercises.workspace_file(WORKDIR, "hello-from-sandbox.txt", SANDBOX, "the sandbox's hostname");

@@ -88,6 +88,15 @@ class ModelApi:
         """`GET …/v1/models`: the ids an OpenAI client sends (often `docker.io/ai/x:latest`)."""
         return [item["id"] for item in self._request("GET", self._v1("/models")).json().get("data") or ()]
 
+    def model_id_for(self, name: str) -> str | None:
+        """`GET …/v1/models/{name}`: the id the server answers to ``name`` with, None when it does not know it."""
+        try:
+            return str(self._request("GET", self._v1(f"/models/{name}")).json().get("id") or name)
+        except ToolError as err:
+            if err.kind in ("model_not_pulled", "api_error"):
+                return None
+            raise
+
     @overload
     def chat(self, model: str, messages: Messages, stream: Literal[False] = False, **params: Any) -> ChatResult: ...
 
