@@ -486,9 +486,14 @@ class PolicySwitch(_Panel):
                                       tooltips=[f"sbx policy allow network {self.resource}",
                                                 f"sbx policy deny network {self.resource}"])
         self.toggle.observe(self._on_toggle, "value")
+        # Rules change in other cells and terminals too: this re-reads them (`sbx policy ls`).
+        self.refresh_button = W.Button(description="↻ refresh", tooltip="read the rules again: sbx policy ls",
+                                       layout=W.Layout(width="auto"))
+        self.refresh_button.on_click(lambda _: self.refresh())
         self.in_force_html = W.HTML()
         self.transcript_html = W.HTML()
-        self.widget = W.VBox([self.toggle, self.in_force_html, self.transcript_html, self._status])
+        self.widget = W.VBox([W.HBox([self.toggle, self.refresh_button]), self.in_force_html, self.transcript_html,
+                              self._status])
         self.refresh()
 
     @property
@@ -557,8 +562,9 @@ class PolicySwitch(_Panel):
             for r in self.rules:
                 scope = "all sandboxes" if r.applies_to == "all" else f"sandbox {r.applies_to}"
                 lines.append(f"{r.decision:<5} {','.join(r.resources)}   ({r.origin}, {scope}, rule {r.id[:8]})")
-            verdict = {"allow": "allowed", "deny": "denied (deny beats allow)"}.get(self.decision or "",
-                                                                                    "per sandbox only")
+            both = {r.decision for r in self.rules if r.applies_to == "all"} == {"allow", "deny"}
+            verdict = {"allow": "allowed", "deny": "denied (deny beats allow)" if both else "denied"}.get(
+                self.decision or "", "per sandbox only")
             text = f"in force for {self.resource}: {verdict}\n" + "\n".join(lines)
         self.in_force_html.value = _pre(text)
 

@@ -64,6 +64,24 @@ def test_policy_switch_really_changes_sbx_policy(lab: Lab) -> None:
     assert switch.decision == "allow"
 
 
+def test_policy_switch_shows_changes_made_elsewhere_after_a_refresh(lab: Lab) -> None:
+    resource = lab.endpoints.rule
+    switch = widgets.PolicySwitch(lab)
+    switch.value = "allow"
+    lab.host(f"sbx policy deny network {resource}", echo=False).check()  # another cell, another terminal
+    assert switch.value == "allow"  # not re-read yet
+    switch.refresh_button.click()
+    assert switch.value == "deny" and "denied (deny beats allow)" in switch.in_force_html.value
+    for rule in lab.policy.rules_for(resource):
+        if rule.decision == "allow":
+            lab.host(f"sbx policy rm network --id {rule.id}", echo=False).check()
+    switch.refresh()
+    assert switch.value == "deny" and "in force for" in switch.in_force_html.value
+    assert "denied (deny beats allow)" not in switch.in_force_html.value  # no allow rule left to beat
+    switch.value = "allow"
+    assert lab.policy.check(resource) is True
+
+
 def test_prompt_panel_streams_from_the_host(lab: Lab) -> None:
     panel = widgets.PromptPanel(lab, MODEL, prompt="Say hello.", max_tokens=12)
     stamps = _watch_reply(panel)
