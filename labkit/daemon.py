@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -159,6 +160,24 @@ def _is_group_leader(pid: int) -> bool:
         return os.getpgid(pid) == pid
     except OSError:
         return False
+
+
+def exit_when_folder_gone(folder: Path, interval: float = 2.0) -> threading.Thread:
+    """Stop this process (SIGTERM to itself: its own clean shutdown) once ``folder`` is deleted.
+
+    A background service whose state folder is gone (``rm -rf ~/.labkit``, a test's temporary
+    home) has nothing left to serve and no log to write; without this it would run on, holding
+    its port and ~400 MB, with nothing that could find it again.
+    """
+    def watch() -> None:
+        while folder.exists():
+            time.sleep(interval)
+        print(f"the state folder {folder} is gone: stopping", flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="state-folder-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -500,7 +500,10 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stdout)
     # The app from the imported module, not from this `__main__` copy of it: the API modules import
     # `labkit.dmr.server` (InferenceError), and two copies would mean two InferenceError classes.
+    from labkit.daemon import exit_when_folder_gone
     from labkit.dmr import server as imported
+
+    exit_when_folder_gone(paths.home())
 
     try:
         app = imported.create_app()

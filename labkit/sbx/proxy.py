@@ -529,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
+    from .. import paths
+    from ..daemon import exit_when_folder_gone
+
+    exit_when_folder_gone(paths.home())
     runner(serve(run_dir(), args.port))
     return 0
 
