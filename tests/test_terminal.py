@@ -63,7 +63,8 @@ def test_lab_terminal_has_labkit_and_ctrl_c_stops_the_lab(tmp_path: Path) -> Non
     home = tmp_path / "labkit-home"
     env = {**os.environ, "LABKIT_HOME": str(home), "LABKIT_DMR_PORT": str(_free_port()),
            "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-           "PATH": "/usr/local/bin:/usr/bin:/bin"}  # as a fresh login: the script must add .venv/bin itself
+           "PATH": "/usr/local/bin:/usr/bin:/bin",  # as a fresh login: the script must add .venv/bin itself
+           "LABKIT_WORK_DIR": str(tmp_path / "work")}  # the learner's copies, outside the checkout
     log = open(tmp_path / "lab.log", "w")
     lab = subprocess.Popen([str(ROOT / "scripts" / "lab.sh"), f"--port={port}", f"--ServerApp.token={token}",
                             "--ServerApp.port_retries=0"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -71,6 +72,10 @@ def test_lab_terminal_has_labkit_and_ctrl_c_stops_the_lab(tmp_path: Path) -> Non
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: _answers(f"{base}/api/status?token={token}"), 180, "JupyterLab")
+        listed = httpx.get(f"{base}/api/contents?token={token}", timeout=10).json()["content"]
+        assert {"00_welcome.ipynb", "09_wrapup.ipynb", "INSTRUCTOR.md"} <= {item["name"] for item in listed}
+        copy, tracked = tmp_path / "work" / "00_welcome.ipynb", ROOT / "notebooks" / "00_welcome.ipynb"
+        assert copy.read_bytes() == tracked.read_bytes()  # a copy: running it leaves notebooks/ untouched
         name = httpx.post(f"{base}/api/terminals?token={token}", timeout=10).json()["name"]
         ws = websocket.create_connection(f"ws://127.0.0.1:{port}/terminals/websocket/{name}?token={token}",
                                          timeout=30)
