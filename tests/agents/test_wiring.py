@@ -101,8 +101,9 @@ def test_codex_against_dmr_1_2_6_is_accepted(agent_home: Path):
 
 def test_claude_code_against_the_embedded_server_finishes(agent_home: Path):
     with dmr_server("current") as base:
-        proc = run_claude(claude.Settings(model=REF, base_url=base, max_turns=2), agent_home)
+        # short answers: on a loaded 2-core machine the 135M model writes ~20 tokens/s
+        proc = run_claude(claude.Settings(model=REF, base_url=base, max_turns=2, max_output_tokens=64), agent_home)
         records = request_log(base)
-    assert [r["url"] for r in records] == ["/engines/v1/messages"], records  # Claude Code adds ?beta=true
-    assert records[0]["status_code"] == 200
+    assert records and {r["url"] for r in records} == {"/engines/v1/messages"}, records  # (its ?beta=true dropped)
+    assert all(r["status_code"] == 200 for r in records), records
     assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-2000:]
