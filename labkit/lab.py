@@ -101,6 +101,44 @@ class Lab:
     def mode(self) -> str:
         return self.resolution.label
 
+    def prepare(self, *, model: str | None = None, sandbox: str | None = None, workdir: str | None = None,
+                allow_model_port: bool = False) -> Sandbox | None:
+        """What a notebook needs from the earlier ones: set up visibly where it is missing, one line each.
+
+        So every notebook also runs on its own, in any order: the model (notebook 01), the workspace
+        and the shell sandbox (02), the allow rule for the model port (03). Returns the sandbox.
+        """
+        said: list[str] = []
+
+        def need(line: str) -> None:
+            said.append(line)
+            print(line)
+
+        if model and self.api.model_id_for(model) is None:
+            need(f"→ this notebook needs the model {model} (notebook 01 pulls it): pulling it now")
+            self.host(f"docker model pull {model}").check()
+        if workdir and not os.path.isdir(workdir):
+            need(f"→ this notebook needs the workspace {workdir} (notebook 02 makes it): making it now")
+            self.host(["mkdir", "-p", workdir])
+        box = self.sandbox(sandbox) if sandbox else None
+        if box is not None and not box.exists:
+            need(f"→ this notebook needs the sandbox {sandbox} (notebook 02 creates it): creating it now")
+            box.create("shell", ".", cwd=workdir)
+        rule = self.endpoints.rule
+        if allow_model_port and not self.policy.check(rule):
+            denies = [r for r in self.policy.rules_for(rule) if r.decision == "deny"]
+            if denies:  # the learner's own deny (notebook 08): theirs to lift, not ours
+                need(f"→ a deny rule for {rule} is in force, so sandboxes cannot reach the model: "
+                     f"remove it with sbx policy rm network --id {denies[0].id}")
+            else:
+                need(f"→ this notebook needs the allow rule for {rule} (notebook 03 adds it): adding it now")
+                self.host(f"sbx policy allow network {rule}")
+        if not said:
+            needs = [f"model {model}" if model else "", f"sandbox {sandbox}" if sandbox else "",
+                     f"allow {rule}" if allow_model_port else ""]
+            print(f"✓ what the earlier notebooks set up is in place: {', '.join(n for n in needs if n)}")
+        return box
+
     def agent_installed(self, name: str) -> bool:
         """Is the pinned agent ``codex`` / ``claude`` there? (Real sbx brings its own; embedded: `make lab`.)"""
         if self.resolution.sandboxes.kind == "live":

@@ -17,8 +17,7 @@ import labkit
 from labkit import checks, exercises
 
 lab = labkit.connect(mode=MODE)
-box = lab.sandbox(SANDBOX)
-box.create("shell", ".", cwd=WORKDIR);  # reuses it when notebook 02 made it
+box = lab.prepare(sandbox=SANDBOX, workdir=WORKDIR)  # what notebook 02 made, made here if missing
 
 # %% [markdown]
 # ## `sbx run` vs `sbx exec`

@@ -18,8 +18,7 @@ import labkit
 from labkit import checks, exercises, widgets
 
 lab = labkit.connect(mode=MODE)
-box = lab.sandbox(SANDBOX)
-box.create("shell", ".", cwd=WORKDIR);
+box = lab.prepare(sandbox=SANDBOX, workdir=WORKDIR, allow_model_port=True)  # 02 and 03, made here if missing
 
 # %% [markdown]
 # ## How traffic leaves a sandbox

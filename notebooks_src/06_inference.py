@@ -23,8 +23,7 @@ from labkit import checks, exercises, widgets
 
 lab = labkit.connect(mode=MODE)
 model = MODEL or lab.default_model
-box = lab.sandbox(SANDBOX)
-box.create("shell", ".", cwd=WORKDIR);
+box = lab.prepare(model=model, sandbox=SANDBOX, workdir=WORKDIR, allow_model_port=True)  # 01–03, if missing
 
 # %% [markdown]
 # ## A chat completion with curl, from inside

@@ -28,6 +28,7 @@ from labkit import checks, exercises, widgets
 
 lab = labkit.connect(mode=MODE)
 model = MODEL or lab.default_model
+lab.prepare(model=model, workdir=WORKDIR, allow_model_port=True)  # what notebooks 01–03 set up, if missing
 print(f"model: {model} · Codex installed: {lab.agent_installed('codex')} · "
       f"Claude Code installed: {lab.agent_installed('claude')}")
 
@@ -55,11 +56,9 @@ if old.exists:
     old.rm()
 
 # %% [markdown]
-# Then it creates Codex's sandbox on the same workspace (notebook 02 made the folder; run alone,
-# this notebook makes it here), with the `codex` agent:
+# Then it creates Codex's sandbox on the same workspace, with the `codex` agent:
 
 # %%
-lab.host(["mkdir", "-p", WORKDIR])
 box = lab.sandbox(CODEX_SANDBOX)
 codex_ready = lab.agent_installed("codex")
 if codex_ready:

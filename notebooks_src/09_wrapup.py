@@ -25,10 +25,7 @@ from labkit import checks, widgets
 lab = labkit.connect(mode=MODE)
 model = MODEL or lab.default_model
 rule = lab.endpoints.rule
-box = lab.sandbox(SANDBOX)
-box.create("shell", ".", cwd=WORKDIR)
-if not any(r.decision == "allow" for r in lab.policy.rules_for(rule)):
-    lab.policy.allow(rule)
+box = lab.prepare(model=model, sandbox=SANDBOX, workdir=WORKDIR, allow_model_port=True)  # 01–03, 08, if missing
 
 # %% [markdown]
 # ## The pitch

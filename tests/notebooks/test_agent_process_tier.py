@@ -2,8 +2,8 @@
 
 In the process tier a sandbox is a plain process with the proxy variables only, and
 `host.docker.internal` does not resolve there: the agents must send their requests through the
-policy proxy. The prerequisites of notebook 08 are made with the course's own commands (01 pulls
-the model, 03 allows the model port), then 08 runs headless with papermill, within its bound.
+policy proxy. Notebook 08 runs alone from a fresh state (it sets up what 01–03 would have, visibly),
+headless with papermill, within its bound.
 """
 
 from __future__ import annotations
@@ -29,12 +29,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _labkit(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "labkit", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def test_notebook_08_runs_in_the_process_tier(tmp_path: Path) -> None:
     from labkit.agents import install
 
@@ -48,10 +42,7 @@ def test_notebook_08_runs_in_the_process_tier(tmp_path: Path) -> None:
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        _labkit(env, "up")
-        _labkit(env, "model", "pull", "ai/smollm2:135M-Q4_1")
-        _labkit(env, "sbx", "policy", "allow", "network", f"localhost:{port}")
-        t0 = time.monotonic()
+        t0 = time.monotonic()  # alone, from a fresh state: the notebook pulls, allows and makes what it needs
         out = tmp_path / "08.ipynb"
         papermill.execute_notebook(str(ROOT / "notebooks" / "08_agent.ipynb"), str(out), cwd=str(ROOT / "notebooks"),
                                    kernel_name="python3", progress_bar=False,
@@ -65,6 +56,7 @@ def test_notebook_08_runs_in_the_process_tier(tmp_path: Path) -> None:
              for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
     text = "\n".join(texts)
     assert "Isolation: process" in text  # the banner says which tier, and that it is weaker
+    assert "→ this notebook needs the model ai/smollm2:135M-Q4_1 (notebook 01 pulls it)" in text
     assert "✓ Step 8: the agent in dmr-codex reached the model server: 1 request(s), HTTP 400" in text
     assert "✓ Step 8: the agent in dmr-claude used the local model through the proxy" in text
     assert "✓ Step 8: the agent in dmr-claude reached only the model port" in text
