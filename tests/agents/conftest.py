@@ -7,13 +7,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from labkit import paths
 from labkit.agents import install
 from labkit.dmr import catalog, cli, service
 
@@ -49,12 +51,15 @@ def agent_home(tmp_path: Path) -> Path:
 
 @contextlib.contextmanager
 def dmr_server(compat: str) -> Iterator[str]:
-    """The embedded server behaving as DMR ``compat`` (read at start, so it is restarted), model pulled."""
-    if paths.dmr_port() == paths.DEFAULT_DMR_PORT:
-        raise pytest.UsageError("the agent tests must not use port 12434; set LABKIT_DMR_PORT to a free port")
-    service.stop()
-    old = os.environ.get("LABKIT_DMR_COMPAT")
-    os.environ["LABKIT_DMR_COMPAT"] = compat
+    """The embedded server behaving as DMR ``compat``, model pulled, in its own state folder and on its
+    own port (the session's server and store, which other suites count on, stay as they are)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    own = {"LABKIT_DMR_COMPAT": compat, "LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-agents-"),
+           "LABKIT_DMR_PORT": str(port)}
+    old = {key: os.environ.get(key) for key in own}
+    os.environ.update(own)
     try:
         service.start()
         with contextlib.redirect_stdout(io.StringIO()):
@@ -62,10 +67,12 @@ def dmr_server(compat: str) -> Iterator[str]:
         yield service.base_url()
     finally:
         service.stop()
-        if old is None:
-            os.environ.pop("LABKIT_DMR_COMPAT", None)
-        else:
-            os.environ["LABKIT_DMR_COMPAT"] = old
+        shutil.rmtree(own["LABKIT_HOME"], ignore_errors=True)
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def request_log(base_url: str) -> list[dict]:

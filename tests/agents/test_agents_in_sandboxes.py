@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -53,16 +55,23 @@ SEED_HOSTS = ("api.openai.com:443", "chatgpt.com:443", "auth.openai.com:443", "g
 # ---- fixtures: proxy, model store, scripted server, sandbox ----------------------------------------------
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Store]:
-    """The policy proxy running (as `labkit up` starts it) and the shipped model in this session's store."""
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The policy proxy running (as `labkit up` starts it) and the shipped model, in this module's own
+    state folder (the session's store, which other suites count on, stays as it is)."""
     tier = isolation.detect()
     if tier.name != "namespaced":
         pytest.skip(f"namespaces are not available here ({tier.reason}): the agents need a real embedded sandbox")
-    proxy_service.start()
-    models = Store()
-    models.pull(REF)
-    yield models
-    proxy_service.stop()
+    home = Path(tempfile.mkdtemp(prefix="lkag-", dir="/tmp"))  # short: sandbox sockets live under it
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LABKIT_HOME", str(home))
+        proxy_service.start()
+        models = Store()
+        models.pull(REF)
+        try:
+            yield models
+        finally:
+            proxy_service.stop()
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass
