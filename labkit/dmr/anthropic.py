@@ -25,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from . import params
-from .httpio import compact_json, crash_response, go_json, llama_error, text_error
+from .httpio import compact_json, crash_response, go_json, llama_error, read_limited, text_error
 from .store import ModelNotFound, StoreError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ async def _checked_body(server: ModelServer, request: Request) -> dict[str, Any]
     backend = request.path_params.get("backend", DEFAULT_BACKEND)
     if not anthropic_route and backend not in BACKENDS:
         return text_error("backend not found", 404)
-    raw = await dmr._read_limited(request, dmr.MAX_BODY)
+    raw = await read_limited(request, dmr.MAX_BODY)
     if raw is None:
         return (anthropic_error(413, "request_too_large", "Request body too large") if anthropic_route
                 else text_error("request too large", 400))

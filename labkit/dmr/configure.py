@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .httpio import go_json_response, text_error
+from .httpio import go_json_response, read_limited, text_error
 from .store import ModelNotFound, StoreError
 
 if TYPE_CHECKING:
@@ -239,12 +239,12 @@ def routes(server: ModelServer) -> list[Route]:
 
 
 async def _configure(server: ModelServer, request: Request) -> Response:
-    from .server import BACKENDS, DEFAULT_BACKEND, _read_limited
+    from .server import BACKENDS, DEFAULT_BACKEND
 
     backend = request.path_params.get("backend", DEFAULT_BACKEND)
     if backend not in BACKENDS:
         return text_error("backend not found", 404)
-    raw = await _read_limited(request, MAX_BODY)
+    raw = await read_limited(request, MAX_BODY)
     if raw is None:
         return text_error("request too large", 400)
     try:

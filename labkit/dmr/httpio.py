@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -41,6 +42,17 @@ def go_html_escape(text: str) -> str:
 def compact_json(value: Any) -> bytes:
     """JSON as llama-server writes it (nlohmann ``dump()``): compact, UTF-8."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is over ``limit`` (the rest is drained so the client reads our answer)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+    return b"".join(chunks) if size <= limit else None
 
 
 def go_json_response(value: Any, status: int = 200) -> Response:

@@ -24,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Scope
 
-from .httpio import compact_json, go_json, text_error
+from .httpio import compact_json, go_json, read_limited, text_error
 from .responses_stream import StreamTranslator, sse
 from .responses_translate import (
     CURRENT,
@@ -151,7 +151,7 @@ class ResponsesAPI:
     async def create(self, request: Request) -> Response:
         if (refused := self._refused(request)) is not None:
             return refused
-        raw = await _read_limited(request, MAX_BODY)
+        raw = await read_limited(request, MAX_BODY)
         if raw is None:
             return dmr_error(413, "request_too_large", f"Request body too large (max {MAX_BODY} bytes)")
         try:
@@ -301,17 +301,6 @@ def failure_detail(body: str) -> dict[str, str]:
     if isinstance(data, dict) and decodes and isinstance(error, dict) and error.get("message"):
         return {**({"code": error["code"]} if error.get("code") else {}), "message": error["message"]}
     return {"code": "upstream_error", "message": body}
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is over ``limit`` (the rest is drained so the client reads our answer)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-    return b"".join(chunks) if size <= limit else None
 
 
 def routes(server: ModelServer) -> list[Route]:

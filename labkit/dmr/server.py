@@ -32,7 +32,16 @@ from .. import paths
 from ..probes import EMBEDDED_HEADER
 from . import anthropic, catalog, configure, ollama, params, refs, requestlog, responses
 from .engine import ContextOverflow, EngineError, Job, LoadError
-from .httpio import JobResult, JobStream, go_html_escape, go_json, go_json_response, llama_error, text_error
+from .httpio import (
+    JobResult,
+    JobStream,
+    go_html_escape,
+    go_json,
+    go_json_response,
+    llama_error,
+    read_limited,
+    text_error,
+)
 from .store import ModelNotFound, Store, StoredModel, StoreError, TagConflict
 from .supervisor import Engine, EngineCrashed
 
@@ -306,7 +315,7 @@ class ModelServer:
         backend = request.path_params.get("backend", DEFAULT_BACKEND)
         if backend not in BACKENDS:
             return text_error("backend not found", 404)
-        raw = await _read_limited(request, MAX_BODY)
+        raw = await read_limited(request, MAX_BODY)
         if raw is None:
             return text_error("request too large", 400)
         try:
@@ -413,17 +422,6 @@ class InferenceError(Exception):
 def _model_not_found(ref: str) -> str:
     """DMR's body for a model that is not in the store (Go's ``%q`` quoting of the ref)."""
     return f"error while getting model: get model '{json.dumps(ref, ensure_ascii=False)}': model not found"
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is over ``limit`` (the rest is drained so the client reads our answer)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-    return b"".join(chunks) if size <= limit else None
 
 
 def _usage_tail(job: Job, last: dict[str, Any] | None, name: str) -> list[dict[str, Any]]:
