@@ -174,8 +174,8 @@ switch
 for rule in lab.policy.rules_for(lab.endpoints.rule):
     if rule.decision == "deny":
         lab.host(f"sbx policy rm network --id {rule.id}")
-lab.host(f"sbx policy check network {lab.endpoints.rule}")
-switch.refresh();  # the switch above now shows the allow again (its ↻ button does the same)
+switch.refresh()  # the switch above now shows the allow again (its ↻ button does the same)
+lab.host(f"sbx policy check network {lab.endpoints.rule}");
 
 # %% [markdown]
 # ## The seed's literal instruction, and where Codex really goes
