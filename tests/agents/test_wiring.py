@@ -102,7 +102,14 @@ def test_codex_against_dmr_1_2_6_is_accepted(agent_home: Path):
 def test_claude_code_against_the_embedded_server_finishes(agent_home: Path):
     with dmr_server("current") as base:
         # bounded answers: on a loaded 2-core machine the 135M model writes ~20 tokens/s
-        proc = run_claude(claude.Settings(model=REF, base_url=base, max_turns=2, max_output_tokens=256), agent_home)
+        settings = claude.Settings(model=REF, base_url=base, max_turns=2, max_output_tokens=256)
+        try:
+            proc = run_claude(settings, agent_home)
+        except subprocess.TimeoutExpired:
+            # Seen twice, only as the first Claude Code run on the host in a fresh clone's full suite (12 s
+            # otherwise; cause not found): one more run, which must finish like any other.
+            print("claude -p timed out once; running it again")
+            proc = run_claude(settings, agent_home)
         records = request_log(base)
     assert records and {r["url"] for r in records} == {"/engines/v1/messages"}, records  # (its ?beta=true dropped)
     assert all(r["status_code"] == 200 for r in records), records
