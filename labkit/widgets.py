@@ -24,16 +24,17 @@ from urllib.parse import urlsplit
 
 import ipywidgets as W
 
-from . import checks, presenter, shell
-from .daemon import ServiceError
-from .live.errors import ToolError, refix
-from .live.model_api import CRASH_MARK, engine_crashed, error_message
+from . import checks
+from ._core import presenter, runner
+from ._core.daemon import ServiceError
 from .records import ModelInfo, PolicyRule, display_name
+from .tools.errors import ToolError, refix
+from .tools.model_api import CRASH_MARK, engine_crashed, error_message
 
 if TYPE_CHECKING:
     from .lab import Lab
 
-FAILURES = (ToolError, shell.CommandFailed, ServiceError)
+FAILURES = (ToolError, runner.CommandFailed, ServiceError)
 MONO = "font-family: var(--jp-code-font-family, monospace);"
 BLOCKED_BG = "#fde2e1"
 
@@ -264,7 +265,7 @@ class _LineSink(io.TextIOBase):
     def __init__(self, on_line: Callable[[str], None]) -> None:
         self.on_line = on_line
         self.buffer_ = ""
-        self.header = True  # shell.run writes "$ command" first
+        self.header = True  # runner.run writes "$ command" first
 
     def write(self, text: str) -> int:
         self.buffer_ += text
@@ -424,7 +425,7 @@ class PromptPanel(_Panel):
         first: list[float] = []
         live = SseReply()
         sink = _LineSink(lambda line: self._delta(live.feed_line(line), started, first))
-        result = shell.run(args, env=self.lab.env, out=sink, timeout=self.timeout, max_lines=sys.maxsize,
+        result = runner.run(args, env=self.lab.env, out=sink, timeout=self.timeout, max_lines=sys.maxsize,
                            display=self.command)
         final = parse_sse(result.stdout)  # the whole output, read once more: the authoritative reply
         if final.content != self.reply:
@@ -434,7 +435,7 @@ class PromptPanel(_Panel):
         self._finish(started, first, final.usage)
         self._set_status(self._sandbox_verdict(result, final, model, name))
 
-    def _sandbox_verdict(self, result: shell.Result, reply: SseReply, model: str, name: str) -> str:
+    def _sandbox_verdict(self, result: runner.Result, reply: SseReply, model: str, name: str) -> str:
         said = next((line.strip() for line in reply.other if line.strip()), "")
         if result.error:
             return f"✗ {result.error}"

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"converted {src.name} -> notebooks/{target(src).name}")
     if args.no_execute:
         return 0
-    from labkit import probes
+    from labkit.runtime import probes
 
     if not probes.port_free(12434):
         print("port 12434 is taken (a running lab?): stop it first (labkit down) so the committed outputs "
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         execute([target(s) for s in chosen], home_dir, env)
     finally:
-        from labkit import lab_services
+        from labkit.commands import up as lab_services
 
         lab_services.down()
     return 0

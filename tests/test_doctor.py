@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from labkit import doctor as checks
+from labkit.commands import doctor as checks
 
 LABKIT = [sys.executable, "-m", "labkit"]
 

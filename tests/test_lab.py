@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit import lab_services, modes, paths
+from labkit._core import paths
+from labkit.commands import up as lab_services
 from labkit.lab import Lab
+from labkit.runtime import modes
 
 MODEL = "ai/smollm2:135M-Q4_1"
 FAKES = Path(__file__).resolve().parent / "fakes" / "bin"
@@ -122,7 +124,7 @@ def test_connect_says_what_is_real_and_why(capsys):
 
 
 def test_forced_live_without_tools_is_a_clear_error():
-    with pytest.raises(labkit.live.errors.ToolError) as err:
+    with pytest.raises(labkit.tools.errors.ToolError) as err:
         labkit.connect(mode="live")
     assert "labkit doctor" in str(err.value)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from labkit import modes
-from labkit.probes import DmrProbe, SbxProbe
+from labkit.runtime import modes
+from labkit.runtime.probes import DmrProbe, SbxProbe
 
 NO_DMR = DmrProbe(12434, answering=False, detail="nothing answers")
 REAL_DMR = DmrProbe(12434, answering=True, embedded=False, models=["ai/smollm2"])

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from labkit import shell
+from labkit._core import runner
 
 PY = sys.executable
 
 
 def run(cmd, **kw):
     out = io.StringIO()
-    return shell.run(cmd, out=out, **kw), out.getvalue()
+    return runner.run(cmd, out=out, **kw), out.getvalue()
 
 
 def test_success_and_transcript():
@@ -40,13 +40,13 @@ def test_pipelines_run_through_bash_explicitly():
     res, shown = run("printf 'b\\na\\n' | sort")
     assert res.argv[:2] == ["bash", "-c"] and res.stdout == "a\nb\n"
     assert shown.startswith("$ printf 'b\\na\\n' | sort\n")
-    assert shell.needs_shell("cat /etc/os-release | head -2")
-    assert not shell.needs_shell("docker model ls")
+    assert runner.needs_shell("cat /etc/os-release | head -2")
+    assert not runner.needs_shell("docker model ls")
 
 
 def test_missing_executable_is_one_line():
     res, shown = run(["sbx", "ls"], env={"PATH": "/nonexistent"})
-    assert res.returncode == shell.MISSING_EXIT and not res.ok
+    assert res.returncode == runner.MISSING_EXIT and not res.ok
     assert res.error and "sbx: command not found" in res.error and "LABKIT_MODE=embedded" in res.error
     assert "Traceback" not in shown and shown.count("\n") == 2
 
@@ -60,7 +60,7 @@ def test_timeout_stops_the_whole_process_group():
     t0 = time.monotonic()
     res, shown = run("sleep 30 & sleep 30; echo never", timeout=0.5)
     assert time.monotonic() - t0 < 10
-    assert res.timed_out and res.returncode == shell.TIMEOUT_EXIT
+    assert res.timed_out and res.returncode == runner.TIMEOUT_EXIT
     assert "timed out after 0.5 s" in shown and "never" not in res.stdout
 
 
@@ -77,7 +77,7 @@ def test_output_streams_as_it_arrives(tmp_path):
     code = (f"import os, time\nprint('first', flush=True)\n"
             f"while not os.path.exists({str(gate)!r}): time.sleep(0.01)\nprint('second')")
     result: dict = {}
-    worker = threading.Thread(target=lambda: result.update(r=shell.run([PY, "-c", code], out=Sink(), timeout=20)))
+    worker = threading.Thread(target=lambda: result.update(r=runner.run([PY, "-c", code], out=Sink(), timeout=20)))
     worker.start()
     deadline = time.monotonic() + 10
     while not any("first" in s for s in seen) and time.monotonic() < deadline:
@@ -117,7 +117,7 @@ def test_display_text_replaces_the_argv():
 
 def test_check_raises_one_clear_line():
     res, _ = run([PY, "-c", "raise SystemExit(2)"])
-    with pytest.raises(shell.CommandFailed, match="failed: exit 2"):
+    with pytest.raises(runner.CommandFailed, match="failed: exit 2"):
         res.check()
 
 
@@ -129,6 +129,6 @@ def test_utf8_split_across_reads_is_decoded():
 def test_a_missing_working_folder_is_named_not_blamed_on_the_program(tmp_path):
     missing = tmp_path / "not-made-yet"
     out = io.StringIO()
-    result = shell.run(["ls"], cwd=str(missing), out=out)
+    result = runner.run(["ls"], cwd=str(missing), out=out)
     assert not result.ok and result.error == f"the folder {missing} does not exist — create it: mkdir -p {missing}"
     assert "cannot run" not in out.getvalue() and "ls:" not in result.error

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
+from .._core import paths
 
 # Claude Code refuses to start non-interactively without a credential; DMR ignores it.
 API_KEY_PLACEHOLDER = "dmr-local"

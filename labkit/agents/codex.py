@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
+from .._core import paths
 
 PROFILE = "dmr"
 INSTRUCTIONS_FILE = "instructions.md"

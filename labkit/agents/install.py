@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .. import paths
+from .._core import paths
 
 PREFIX_ENV = "LABKIT_AGENTS_PREFIX"
 FIX = "make lab   (it installs the pinned agents into .agents/)"

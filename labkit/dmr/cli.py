@@ -21,9 +21,9 @@ from typing import Any, NoReturn
 
 import httpx
 
-from .. import paths
-from ..live.model_output import close_names
+from .._core import paths
 from ..records import display_name
+from ..tools.model_output import close_names
 from . import catalog, refs
 from .httpio import go_json
 

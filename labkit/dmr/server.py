@@ -28,8 +28,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import paths
-from ..probes import EMBEDDED_HEADER
+from .._core import paths
+from ..runtime.probes import EMBEDDED_HEADER
 from . import anthropic, catalog, configure, ollama, params, refs, requestlog, responses
 from .engine import ContextOverflow, EngineError, Job, LoadError
 from .httpio import (
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stdout)
     # The app from the imported module, not from this `__main__` copy of it: the API modules import
     # `labkit.dmr.server` (InferenceError), and two copies would mean two InferenceError classes.
-    from labkit.daemon import exit_when_folder_gone
+    from labkit._core.daemon import exit_when_folder_gone
     from labkit.dmr import server as imported
 
     exit_when_folder_gone(paths.home())

@@ -12,9 +12,9 @@ import json
 import time
 from typing import NamedTuple
 
-from .. import paths
-from ..daemon import Service, ServiceError, python_module
-from ..probes import EMBEDDED_HEADER, port_free, port_holder, probe_dmr
+from .._core import paths
+from .._core.daemon import Service, ServiceError, python_module
+from ..runtime.probes import EMBEDDED_HEADER, port_free, port_holder, probe_dmr
 
 NAME = "dmr"
 

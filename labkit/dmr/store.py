@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .._core import paths
 from ..records import ModelInfo
 from . import catalog, ggufmeta, refs
 

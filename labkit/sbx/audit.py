@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .._core import paths
 from ..records import PolicyLogEntry
 
 FIELDS = ("ts", "sandbox", "method", "url", "host", "port", "normalized", "decision", "rule",

@@ -17,9 +17,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from ..daemon import ServiceError
+from .._core.cliutil import Parser, UsageError, confirm, fail, table
+from .._core.daemon import ServiceError
 from . import isolation, runtime, store
-from .cliutil import Parser, UsageError, confirm, fail, table
 
 EXEC_FAILED = 125
 # The sbx release whose syntax and output shapes this emulation follows (reference §1).

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .._core.cliutil import Parser, UsageError, confirm, fail, table
 from ..records import PolicyRule
 from . import audit, rules, store
-from .cliutil import Parser, UsageError, confirm, fail, table
 from .policy import HOST_ALIAS, PolicyError
 
 USAGE = """usage: sbx policy COMMAND …

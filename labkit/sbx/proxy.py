@@ -529,8 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    from .. import paths
-    from ..daemon import exit_when_folder_gone
+    from .._core import paths
+    from .._core.daemon import exit_when_folder_gone
 
     exit_when_folder_gone(paths.home())
     runner(serve(run_dir(), args.port))

@@ -22,7 +22,7 @@ from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .._core import paths
 from ..records import Decision, PolicyRule
 from .policy import Decision as Verdict
 from .policy import Policy, PolicyError, parse_resource, parse_resources, parse_target

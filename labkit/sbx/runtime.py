@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from .. import paths
+from .._core import paths
 from ..records import SandboxInfo
 from . import guest_agents, isolation, rules, service, store
 from .guest_agents import AgentInstall

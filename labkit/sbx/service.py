@@ -15,8 +15,8 @@ from typing import Any
 
 import h11
 
-from .. import paths
-from ..daemon import Service, ServiceError, python_module
+from .._core import paths
+from .._core.daemon import Service, ServiceError, python_module
 from . import unixsock
 
 NAME = "sbx-proxy"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from .. import paths
+from .._core import paths
 from ..records import SandboxInfo
 
 AGENTS = ("shell", "codex", "claude")  # codex/claude: see guest_agents

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labkit import doctor
 from labkit.agents import install
+from labkit.commands import doctor
 
 pytestmark = [pytest.mark.agents, pytest.mark.timeout(60)]
 
@@ -25,7 +25,7 @@ def test_doctor_reports_both_agents_and_codex_doctors_verdict():
     lines = {c.key: c for c in (doctor.check_agent("codex"), doctor.check_agent("claude"))}
     assert lines["codex"].ok and "@openai/codex 0.171.0" in lines["codex"].detail
     assert lines["claude"].ok and "@anthropic-ai/claude-code " in lines["claude"].detail
-    from labkit import probes
+    from labkit.runtime import probes
 
     verdict = doctor.check_codex_doctor(probes.probe_dmr())
     assert verdict.detail.startswith("codex doctor: ") and " checks pass" in verdict.detail

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from labkit import paths
+from labkit._core import paths
 from labkit.dmr import catalog, cli, service
 from labkit.dmr.store import Store
 

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from labkit.probes import probe_dmr
+from labkit.runtime.probes import probe_dmr
 
 from .conftest import REF, TAG, Session
 

@@ -54,7 +54,7 @@ def test_the_installed_library_is_portable() -> None:
 
 
 def test_the_probe_answers_one_real_token() -> None:
-    from labkit.doctor import shipped_model_file
+    from labkit.commands.doctor import shipped_model_file
 
     path = shipped_model_file()
     assert path is not None

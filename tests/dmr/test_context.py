@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from labkit import paths
+from labkit._core import paths
 from labkit.dmr import configure
 from labkit.dmr.server import InferenceError, ModelServer
 from labkit.dmr.store import Store

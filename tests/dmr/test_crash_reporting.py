@@ -16,10 +16,10 @@ import threading
 import httpx
 import pytest
 
-from labkit import lab_services
+from labkit.commands import up as lab_services
 from labkit.dmr import cli, service
-from labkit.live.errors import ToolError
-from labkit.live.model_api import ModelApi
+from labkit.tools.errors import ToolError
+from labkit.tools.model_api import ModelApi
 
 from .conftest import REF, Session
 from .test_engine_crash import engine_pid, wait_until

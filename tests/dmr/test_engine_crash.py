@@ -20,7 +20,7 @@ import time
 import httpx
 import pytest
 
-from labkit import paths
+from labkit._core import paths
 from labkit.dmr import cli
 
 from .conftest import REF, Session

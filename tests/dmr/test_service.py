@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from labkit.daemon import ServiceError
+from labkit._core.daemon import ServiceError
 from labkit.dmr import service
 
 from .conftest import REF, TAG, Session

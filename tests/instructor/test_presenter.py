@@ -1,6 +1,6 @@
 """Presenter mode, observed where it matters: the messages a real Jupyter kernel sends to the page.
 
-A kernel runs `shell.run` (the runner every notebook command goes through); the test reads
+A kernel runs `runner.run` (the runner every notebook command goes through); the test reads
 the kernel's iopub messages. Off: plain ``stream`` output, exactly as before. On: one display
 that is updated while the command runs and ends as large, high-contrast HTML with the plain
 transcript beside it; a caller that redirected stdout still gets plain text.
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from jupyter_client.manager import KernelManager
 
-from labkit import presenter
+from labkit._core import presenter
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ SLOW = (f"{PY} -c \"import time; print('first', flush=True); time.sleep(0.6); pr
 
 @pytest.mark.timeout(120)
 def test_off_the_transcript_is_plain_stdout(kernel: Any):
-    msgs = run_cell(kernel, f"from labkit import shell\nshell.run({SLOW!r})")
+    msgs = run_cell(kernel, f"from labkit._core import runner\nrunner.run({SLOW!r})")
     assert {m["msg_type"] for m in msgs} == {"stream"}
     text = "".join(m["content"]["text"] for m in msgs if m["content"]["name"] == "stdout")
     assert text.splitlines()[1:] == ["first", "<b>second</b>", "[exit 3]"]
@@ -68,8 +68,8 @@ def test_off_the_transcript_is_plain_stdout(kernel: Any):
 
 @pytest.mark.timeout(120)
 def test_on_the_transcript_is_one_live_high_contrast_block(kernel: Any):
-    msgs = run_cell(kernel, f"import os\nos.environ['LABKIT_PRESENTER'] = '1'\nfrom labkit import shell\n"
-                            f"shell.run({SLOW!r})\nos.environ['LABKIT_PRESENTER'] = ''")
+    msgs = run_cell(kernel, f"import os\nos.environ['LABKIT_PRESENTER'] = '1'\nfrom labkit._core import runner\n"
+                            f"runner.run({SLOW!r})\nos.environ['LABKIT_PRESENTER'] = ''")
     assert not [m for m in msgs if m["msg_type"] == "stream"], "presenter mode must not also print plain text"
     first, *updates = msgs
     assert first["msg_type"] == "display_data" and updates
@@ -90,8 +90,8 @@ def test_on_the_transcript_is_one_live_high_contrast_block(kernel: Any):
 
 @pytest.mark.timeout(120)
 def test_on_a_redirected_stdout_still_gets_plain_text(kernel: Any):
-    code = ("import contextlib, io, os\nos.environ['LABKIT_PRESENTER'] = '1'\nfrom labkit import shell\n"
-            "buf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n    shell.run('echo captured')\n"
+    code = ("import contextlib, io, os\nos.environ['LABKIT_PRESENTER'] = '1'\nfrom labkit._core import runner\n"
+            "buf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n    runner.run('echo captured')\n"
             "os.environ['LABKIT_PRESENTER'] = ''\nprint(repr(buf.getvalue()))")
     msgs = run_cell(kernel, code)
     assert [m["msg_type"] for m in msgs] == ["stream"]
@@ -105,7 +105,8 @@ def test_outside_a_kernel_nothing_changes(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on"])
 def test_widgets_enlarge_for_every_value_that_enlarges_transcripts(monkeypatch: pytest.MonkeyPatch, value: str):
-    from labkit import presenter, widgets
+    from labkit import widgets
+    from labkit._core import presenter
 
     monkeypatch.setenv("LABKIT_PRESENTER", value)
     assert presenter.enabled() and widgets._size() == "font-size: 1.35em;"

@@ -204,7 +204,7 @@ def test_a_damaged_sandbox_record_and_a_damaged_policy_do_not_stop_the_reset(cli
 
 
 def test_archive_names_never_overwrite(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from labkit import reset
+    from labkit.commands import reset
 
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
     now = time.time()

@@ -34,7 +34,7 @@ def lab_env() -> Iterator[Path]:
         try:
             yield home
         finally:
-            from labkit import lab_services
+            from labkit.commands import up as lab_services
 
             lab_services.down()
             shutil.rmtree(home, ignore_errors=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from labkit.live import sbx_output
-from labkit.live.errors import ToolError
-from labkit.live.sbx_cli import SbxCli
 from labkit.records import PolicyLogEntry, SandboxInfo
+from labkit.tools import sbx_output
+from labkit.tools.errors import ToolError
+from labkit.tools.sbx_cli import SbxCli
 
 pytestmark = pytest.mark.timeout(60)
 

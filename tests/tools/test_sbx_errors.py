@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.live.errors import ToolError
-from labkit.live.sbx_cli import SbxCli
+from labkit.tools.errors import ToolError
+from labkit.tools.sbx_cli import SbxCli
 
 pytestmark = pytest.mark.timeout(60)
 

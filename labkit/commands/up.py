@@ -16,8 +16,8 @@ import importlib
 import sys
 from types import ModuleType
 
-from . import modes, probes
-from .daemon import ServiceError
+from .._core.daemon import ServiceError
+from ..runtime import modes, probes
 
 SERVICE_MODULES = ("labkit.dmr.service", "labkit.sbx.service")
 

@@ -11,16 +11,16 @@ import sys
 
 # name -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "up": ("labkit.lab_services", "up_main", "start the embedded lab (model server, policy proxy)"),
-    "down": ("labkit.lab_services", "down_main", "stop the embedded lab"),
-    "status": ("labkit.lab_services", "status_main", "show what runs, where, and its log"),
-    "doctor": ("labkit.doctor", "main", "pre-flight check: one line per prerequisite, and the fix"),
+    "up": ("labkit.commands.up", "up_main", "start the embedded lab (model server, policy proxy)"),
+    "down": ("labkit.commands.up", "down_main", "stop the embedded lab"),
+    "status": ("labkit.commands.up", "status_main", "show what runs, where, and its log"),
+    "doctor": ("labkit.commands.doctor", "main", "pre-flight check: one line per prerequisite, and the fix"),
     "model": ("labkit.dmr.cli", "main", "embedded `docker model …` (same syntax)"),
     "docker": ("labkit.dmr.cli", "docker_main", "embedded `docker model …`, spelled `labkit docker model …`"),
     "sbx": ("labkit.sbx.cli", "main", "embedded `sbx …` (same syntax)"),
     "audit": ("labkit.sbx.audit", "main", "the policy proxy's raw audit records"),
-    "shell": ("labkit.routing", "shell_main", "a shell where the course's `sbx`/`docker model` work in this mode"),
-    "reset": ("labkit.reset", "main", "between classes: remove sandboxes, reset the policy, archive the audit log"),
+    "shell": ("labkit.commands.shell", "main", "a shell where the course's `sbx`/`docker model` work in this mode"),
+    "reset": ("labkit.commands.reset", "main", "between classes: remove sandboxes, reset policy, archive audit log"),
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import psutil
 
-from . import paths
+from .._core import paths
 
 # The embedded model server marks every response with this header, so a probe can tell it
 # apart from a real Docker Model Runner listening on the same port.

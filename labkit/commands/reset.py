@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths
-from .dmr.store import Store, StoreError
-from .sbx import audit, rules, runtime, store
-from .sbx.policy import PolicyError
+from .._core import paths
+from ..dmr.store import Store, StoreError
+from ..sbx import audit, rules, runtime, store
+from ..sbx.policy import PolicyError
 
 
 def remove_sandboxes() -> list[str]:

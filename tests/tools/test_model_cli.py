@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from labkit.live import model_output as mo
-from labkit.live.errors import ToolError
-from labkit.live.model_cli import ModelCli
 from labkit.records import ModelInfo, display_name
+from labkit.tools import model_output as mo
+from labkit.tools.errors import ToolError
+from labkit.tools.model_cli import ModelCli
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,14 +9,13 @@ tool that the mode uses is never shadowed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-from . import modes, paths, probes
+from .._core import paths
+from . import modes
 
 _SBX_SHIM = """#!/bin/sh
 # labkit embedded mode: `sbx …` runs labkit's implementation (only on PATH inside labkit's commands).
@@ -65,25 +64,3 @@ def course_env(res: modes.Resolution) -> dict[str, str]:
     bindir = str(Path(sys.executable).parent)  # labkit, python, jupyter of the course environment
     path = os.pathsep.join([*map(str, dirs), bindir, outer])
     return {"PATH": path, "LABKIT_MODE_RESOLVED": res.label}
-
-
-def shell_main(argv: list[str]) -> int:
-    """`labkit shell [-c COMMAND]`: a bash in which the seed's commands work in the current mode."""
-    parser = argparse.ArgumentParser(
-        prog="labkit shell",
-        description="A shell where `sbx …` and `docker model …` mean the current mode's tools "
-                    "(labkit's in embedded mode; nothing is shadowed in live mode).")
-    parser.add_argument("-c", dest="command", help="run this command line and exit with its status")
-    parser.add_argument("--mode", choices=modes.MODES, help="override LABKIT_MODE (default: auto)")
-    args = parser.parse_args(argv)
-    try:
-        res = modes.resolve(args.mode, dmr=probes.probe_dmr(), sbx=probes.probe_sbx())
-    except modes.ModeError as exc:
-        print(f"labkit shell: {exc}", file=sys.stderr)
-        return 2
-    env = {**os.environ, **course_env(res)}
-    if args.command is not None:
-        return subprocess.call(["bash", "-c", args.command], env=env)
-    print(f"labkit shell — {res.describe()}\n`exit` leaves it.", file=sys.stderr)
-    env["PS1"] = f"(labkit {res.label}) \\w$ "
-    return subprocess.call(["bash", "--norc", "-i"], env=env)

@@ -21,8 +21,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import modes, probes
-from .dmr import catalog
+from ..dmr import catalog
+from ..runtime import modes, probes
 
 PACKAGES = ("jupyterlab", "ipywidgets", "openai", "httpx", "papermill", "starlette", "uvicorn", "h11",
             "gguf", "psutil", "llama_cpp")
@@ -123,8 +123,8 @@ def check_llama(probe: list[str] | None = None) -> Check:
     ``probe`` replaces the command (tests simulate a crash with it); it prints ``features: …``
     (llama.cpp's compiled-in CPU features) and then ``ok VERSION SECONDS``.
     """
-    from .dmr import build
-    from .dmr.supervisor import signal_name
+    from ..dmr import build
+    from ..dmr.supervisor import signal_name
 
     path = shipped_model_file()
     if path is None:
@@ -167,7 +167,7 @@ def check_tool(exe: str, package: str, purpose: str) -> Check:
 
 def check_namespace() -> Check:
     """Try to create the namespaces the embedded sandboxes use (bubblewrap, a few ms)."""
-    from .sbx import isolation  # the sandbox runtime owns the probe; one implementation
+    from ..sbx import isolation  # the sandbox runtime owns the probe; one implementation
 
     tier = isolation.detect()
     if tier.name == "namespaced":
@@ -227,7 +227,7 @@ def check_port(dmr: probes.DmrProbe) -> Check:
 def check_agent(name: str) -> Check:
     """A pinned coding agent (Codex, Claude Code): its version, or the fix. Never blocking:
     embedded mode teaches with labkit's own agent, and live mode installs one in the sandbox."""
-    from .agents import install
+    from ..agents import install
 
     agent = install.pins()[name]
     try:
@@ -245,7 +245,7 @@ def check_codex_doctor(dmr: probes.DmrProbe) -> Check:
     """``codex doctor``'s own verdict with labkit's provider pointed at the local model port."""
     import tempfile
 
-    from .agents import codex, install
+    from ..agents import codex, install
 
     exe = install.executable("codex")
     if exe is None:

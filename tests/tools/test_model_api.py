@@ -8,10 +8,10 @@ import socket
 import httpx
 import pytest
 
-from labkit.live.errors import ToolError
-from labkit.live.model_api import ChatResult, ModelApi
-from labkit.live.model_cli import ModelCli
 from labkit.records import ModelInfo
+from labkit.tools.errors import ToolError
+from labkit.tools.model_api import ChatResult, ModelApi
+from labkit.tools.model_cli import ModelCli
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.live.model_cli import ModelCli
-from labkit.live.sbx_cli import SbxCli
+from labkit.tools.model_cli import ModelCli
+from labkit.tools.sbx_cli import SbxCli
 
 FAKES = Path(__file__).resolve().parent.parent / "fakes" / "bin"
 SBX_VERSIONS = ["0.23.0", "0.30.0", "0.34.0", "0.42.1"]

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from labkit.live import sbx_output as so
 from labkit.records import PolicyLogEntry, PolicyRule, SandboxInfo
+from labkit.tools import sbx_output as so
 
 # §1.4, the table from the docs (its PORTS cell runs one space into WORKSPACE's column).
 LS_TABLE = """\
