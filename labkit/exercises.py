@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checks
-from .checks import CheckResult, failed, passed
+from .checks.evidence import AGENT_PATH, CHAT_PATH, is_live, model_records, record_line
+from .checks.result import CheckResult, failed, passed
 
 if TYPE_CHECKING:
     from .lab import Lab
+    from .sbx.audit import AuditRecord
 
 MODEL_BY_ID = re.compile(r"/v1/models/.+")
 
@@ -72,8 +73,8 @@ def workspace_file(workdir: str, name: str, contains: str | None = None, what: s
     return _show(passed(f"exercise: {name} is in the workspace {workdir}", []))
 
 
-def _requests(lab: Lab, sandbox: str, path: re.Pattern[str]) -> list:
-    return checks.model_records(lab, sandbox, path)
+def _requests(lab: Lab, sandbox: str, path: re.Pattern[str]) -> list[AuditRecord]:
+    return model_records(lab, sandbox, path)
 
 
 def _live_note(what: str) -> CheckResult:
@@ -83,20 +84,20 @@ def _live_note(what: str) -> CheckResult:
 
 def model_by_id(lab: Lab, sandbox: str) -> CheckResult:
     """Step 5: the sandbox asked for one model by id (an allowed GET …/v1/models/<id>, HTTP 200)."""
-    if checks.is_live(lab):
+    if is_live(lab):
         return _live_note("a request for one model by id")
     found = _requests(lab, sandbox, MODEL_BY_ID)
     if found:
-        return _show(passed("exercise: the sandbox fetched one model by id", [checks.record_line(found[0])]))
+        return _show(passed("exercise: the sandbox fetched one model by id", [record_line(found[0])]))
     return _show(failed(f"exercise: no request for one model by id from {sandbox} yet",
                         f'box.exec(f"curl -s {lab.endpoints.sandbox}/models/{{lab.model_ids()[0]}}")'))
 
 
 def prompt_sent(lab: Lab, sandbox: str) -> CheckResult:
     """Step 6: at least two chat completions from the sandbox (the notebook's and the learner's)."""
-    if checks.is_live(lab):
+    if is_live(lab):
         return _live_note("a second chat completion")
-    if len(_requests(lab, sandbox, checks.CHAT_PATH)) >= 2:
+    if len(_requests(lab, sandbox, CHAT_PATH)) >= 2:
         return _show(passed(f"exercise: {sandbox} sent a second chat completion", []))
     return _show(failed(f"exercise: {sandbox} has sent one chat completion so far",
                         "change PROMPT and re-run the curl cell, or use the prompt panel"))
@@ -104,14 +105,14 @@ def prompt_sent(lab: Lab, sandbox: str) -> CheckResult:
 
 def agent_after_restore(lab: Lab, sandbox: str) -> CheckResult:
     """Step 8: the agent reached the model again after its requests were blocked (access restored)."""
-    if checks.is_live(lab):
+    if is_live(lab):
         return _live_note("an agent run after restoring the rule")
     records = [r for r in lab.audit.records(sandbox) if r.normalized == lab.endpoints.rule]
     last_block = max((i for i, r in enumerate(records) if r.decision == "deny"), default=None)
     if last_block is None:
         return _show(failed("exercise: the agent was not blocked yet; run 'Try breaking it' first",
                             "run the deny cell and the blocked agent cell above"))
-    later = [r for r in records[last_block + 1:] if r.decision == "allow" and checks.AGENT_PATH.search(r.url)]
+    later = [r for r in records[last_block + 1:] if r.decision == "allow" and AGENT_PATH.search(r.url)]
     if later:
         return _show(passed("exercise: the agent reached the model again after you restored the rule", []))
     return _show(failed("exercise: no agent run since access was restored (expected until you run one)",

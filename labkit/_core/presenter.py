@@ -1,8 +1,10 @@
 """Presenter mode: command transcripts large and high-contrast, for a projector.
 
-With ``LABKIT_PRESENTER=1`` the command runner writes a transcript into one HTML block of
-the notebook (big monospace, white on black, the ``$ command`` line in yellow, a failure line
-in red) that is updated as output arrives, instead of plain stdout. The block carries the
+Whether it is on is decided in one place, ``enabled()``: the command runner and the widgets
+both ask it. With ``LABKIT_PRESENTER=1`` (or true, yes, on) the command runner writes a
+transcript into one HTML block of the notebook (big monospace, white on black, the
+``$ command`` line in yellow, a failure line in red) that is updated as output arrives,
+instead of plain stdout. The block carries the
 same text as ``text/plain``, so a saved notebook still reads as a transcript. Everything else
 stays as it was: the setting off, a terminal (no Jupyter kernel), or stdout redirected by the
 caller (a widget capturing a command) all get the plain stream. The setting is read at each
@@ -15,7 +17,7 @@ import html
 import io
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 FONT_SIZE = "22px"
 STYLE = (f"font-family: var(--jp-code-font-family, monospace); font-size: {FONT_SIZE}; line-height: 1.4; "
@@ -23,10 +25,12 @@ STYLE = (f"font-family: var(--jp-code-font-family, monospace); font-size: {FONT_
          "white-space: pre-wrap; overflow-wrap: anywhere;")
 COMMAND_STYLE = "color: #ffd866; font-weight: bold;"  # 14:1 on black
 FAILURE_STYLE = "color: #ff8f8f; font-weight: bold;"  # 8:1 on black
+ON_VALUES = frozenset({"1", "true", "yes", "on"})
 
 
 def enabled() -> bool:
-    return os.environ.get("LABKIT_PRESENTER", "").strip().lower() in ("1", "true", "yes", "on")
+    """Is presenter mode on? ``LABKIT_PRESENTER`` is 1, true, yes or on (any case), read at each call."""
+    return os.environ.get("LABKIT_PRESENTER", "").strip().lower() in ON_VALUES
 
 
 def _kernel_stream(stream: TextIO) -> bool:
@@ -36,7 +40,12 @@ def _kernel_stream(stream: TextIO) -> bool:
 
 
 def render(text: str) -> str:
-    """The transcript as one HTML block: ``$ …`` lines and ``✗ …`` lines stand out."""
+    """The transcript as one HTML block: ``$ …`` lines and ``✗ …`` lines stand out.
+
+    A transcript is text (the runner writes it as a stream), so the marks are what there is to
+    go by: the runner's own status line (``✗ error`` or ``[exit N]``) and the ✗ lines that
+    labkit's commands print for the reader.
+    """
     rows = []
     for line in text.split("\n"):
         escaped = html.escape(line)
@@ -80,5 +89,5 @@ class Transcript(io.TextIOBase):
 def stream(default: TextIO) -> TextIO:
     """Where a command's transcript goes: a presenter block, or ``default`` (the runner's stdout)."""
     if enabled() and _kernel_stream(default):
-        return Transcript()
+        return cast(TextIO, Transcript())  # a TextIOBase: typing's TextIO is a protocol it does not name
     return default

@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._core import paths
@@ -22,24 +23,38 @@ from ..sbx import audit, rules, runtime, store
 from ..sbx.policy import PolicyError
 
 
-def remove_sandboxes() -> list[str]:
+@dataclass(frozen=True)
+class Step:
+    """One action of the reset; ``ok`` is false when it failed (the exit code follows it, the ✗ too)."""
+
+    text: str
+    ok: bool = True
+
+    @property
+    def line(self) -> str:
+        """As printed: a failure marked ✗ for the reader."""
+        return self.text if self.ok else f"✗ {self.text}"
+
+
+def remove_sandboxes() -> list[Step]:
     """Remove every embedded sandbox; one line each (its workspace folder is the learner's and stays)."""
-    lines = []
+    steps = []
     healthy = store.all_sandboxes()
     for sandbox in healthy:
         try:
             runtime.remove(sandbox.name)
         except (store.SandboxError, PolicyError, OSError) as exc:
-            lines.append(f"✗ sandbox {sandbox.name}: not removed ({str(exc).splitlines()[0]})")
+            steps.append(Step(f"sandbox {sandbox.name}: not removed ({str(exc).splitlines()[0]})", ok=False))
             continue
-        lines.append(f"sandbox {sandbox.name}: removed, with its home and rules (workspace {sandbox.workspace} kept)")
+        steps.append(Step(f"sandbox {sandbox.name}: removed, with its home and rules "
+                          f"(workspace {sandbox.workspace} kept)"))
     known = {sb.name for sb in healthy}
     for entry in sorted(store.sandboxes_dir().iterdir()):
         if entry.is_dir() and entry.name not in known:  # a record `all_sandboxes` could not read
             rules.drop_sandbox(entry.name)
             shutil.rmtree(entry, ignore_errors=True)
-            lines.append(f"sandbox {entry.name}: its damaged record was deleted")
-    return lines or ["sandboxes: none to remove"]
+            steps.append(Step(f"sandbox {entry.name}: its damaged record was deleted"))
+    return steps or [Step("sandboxes: none to remove")]
 
 
 def _policy_state() -> rules.PolicyState | None:
@@ -103,18 +118,19 @@ def models_kept() -> str:
     return f"models: kept ({', '.join(names)})" if names else "models: none pulled (nothing to keep)"
 
 
-def reset() -> list[str]:
-    """Everything ``labkit reset`` does, in order; the lines it prints."""
+def reset() -> list[Step]:
+    """Everything ``labkit reset`` does, in order, one printed line each."""
     before = _policy_state()  # read first: removing a sandbox drops its scoped rules
     if before is None:
         rules.reset()  # an unreadable store would stop every sandbox removal; it goes anyway
-    lines = remove_sandboxes()
-    lines.append(restore_policy(before))
-    lines.append(archive_audit())
-    lines.append(models_kept())
+    steps = remove_sandboxes()
+    steps.append(Step(restore_policy(before)))
+    steps.append(Step(archive_audit()))
+    steps.append(Step(models_kept()))
     if shutil.which("sbx"):
-        lines.append("live sbx: not touched (this resets the embedded lab; for sbx use: sbx rm, sbx policy reset)")
-    return lines
+        steps.append(Step("live sbx: not touched (this resets the embedded lab; for sbx use: sbx rm, "
+                          "sbx policy reset)"))
+    return steps
 
 
 def main(argv: list[str]) -> int:
@@ -124,10 +140,10 @@ def main(argv: list[str]) -> int:
                     "policy preset, archive the audit log; models stay. Never asks.")
     parser.add_argument("-y", "--yes", action="store_true", help="accepted for scripts; reset never asks anyway")
     parser.parse_args(argv)
-    lines = reset()
-    for line in lines:
-        print(line)
-    failed = any(line.startswith("✗") for line in lines)
+    steps = reset()
+    for step in steps:
+        print(step.line)
+    failed = not all(step.ok for step in steps)
     if failed:
         print("labkit reset: some steps failed (see ✗ above); fix them and run it again", file=sys.stderr)
     return 1 if failed else 0

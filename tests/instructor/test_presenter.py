@@ -67,8 +67,9 @@ def test_off_the_transcript_is_plain_stdout(kernel: Any):
 
 
 @pytest.mark.timeout(120)
-def test_on_the_transcript_is_one_live_high_contrast_block(kernel: Any):
-    msgs = run_cell(kernel, f"import os\nos.environ['LABKIT_PRESENTER'] = '1'\nfrom labkit._core import runner\n"
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_on_the_transcript_is_one_live_high_contrast_block(kernel: Any, value: str):
+    msgs = run_cell(kernel, f"import os\nos.environ['LABKIT_PRESENTER'] = {value!r}\nfrom labkit._core import runner\n"
                             f"runner.run({SLOW!r})\nos.environ['LABKIT_PRESENTER'] = ''")
     assert not [m for m in msgs if m["msg_type"] == "stream"], "presenter mode must not also print plain text"
     first, *updates = msgs
@@ -103,12 +104,17 @@ def test_outside_a_kernel_nothing_changes(monkeypatch: pytest.MonkeyPatch):
     assert presenter.stream(sys.stdout) is sys.stdout
 
 
-@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on"])
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "On", " on "])
 def test_widgets_enlarge_for_every_value_that_enlarges_transcripts(monkeypatch: pytest.MonkeyPatch, value: str):
-    from labkit import widgets
-    from labkit._core import presenter
+    from labkit.widgets import _panel
 
     monkeypatch.setenv("LABKIT_PRESENTER", value)
-    assert presenter.enabled() and widgets._size() == "font-size: 1.35em;"
-    monkeypatch.setenv("LABKIT_PRESENTER", "0")
-    assert not presenter.enabled() and widgets._size() == ""
+    assert presenter.enabled() and _panel.font_size() == "font-size: 1.35em;"
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "no", "off", "2"])
+def test_other_values_leave_presenter_mode_off_for_widgets_too(monkeypatch: pytest.MonkeyPatch, value: str):
+    from labkit.widgets import _panel
+
+    monkeypatch.setenv("LABKIT_PRESENTER", value)
+    assert not presenter.enabled() and _panel.font_size() == ""

@@ -162,8 +162,8 @@ def test_checkpoint_from_fresh_state_to_verified(lab: Lab, shell_box: str, agent
     env = {"OPENAI_BASE_URL": lab.endpoints.sandbox, "OPENAI_API_KEY": "not-needed"}
     agent = lab.sandbox(agent_box).exec(["python3", "-c", AGENT], env=env, workdir=str(workspace), echo=False)
     assert agent.ok, agent.output
-    assert wait_for(lambda: checks.agent_ran(lab, agent_box, "fib.py") or None, what="step 8").ok
-    assert checks.agent_run(lab, agent_box, agent, echo=False).ok
+    assert wait_for(lambda: checks.agent_run(lab, agent_box, agent, echo=False) or None, what="step 8").ok
+    assert (workspace / "fib.py").is_file()
 
     # "Try breaking it": deny, the agent fails with the proxy's 403, the log shows it; restore.
     assert not checks.blocked_by_deny(lab, agent_box).ok

@@ -9,6 +9,7 @@ from widget_helpers import MODEL, wait_for
 
 from labkit import widgets
 from labkit.lab import Lab
+from labkit.widgets import PromptState
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(90)]
 
@@ -26,17 +27,25 @@ def _watch_reply(panel: widgets.PromptPanel) -> list[float]:
     return stamps
 
 
+def _watch_states(panel: widgets.PromptPanel) -> list[PromptState]:
+    """The states the panel's status line was drawn from, in order."""
+    states: list[PromptState] = []
+    panel._status.observe(lambda _: states.append(panel.state), "value")
+    return states
+
+
 def test_model_picker_reads_the_store(lab: Lab) -> None:
     picker = widgets.ModelPicker(lab)
     assert picker.value in lab.model_ids()
     label = picker.dropdown.options[0][0]
     assert picker.model is not None and picker.model.quantization in label and picker.model.size in label
     picker.value = MODEL  # the seed's spelling selects the id the API lists
-    assert picker.value == lab.model_ids()[0] and picker.status == ""
+    assert picker.value == lab.model_ids()[0] and picker.status == "" and picker.status_ok is None
     assert picker.value in picker.details.value
     picker.value = "ai/qwen3:8B-Q4_K_M"
     assert picker.status == ("✗ ai/qwen3:8B-Q4_K_M is not in the local model store — "
                              "fix: docker model pull ai/qwen3:8B-Q4_K_M")
+    assert picker.status_ok is False and "#b42318" in picker._status.value  # red, from status_ok
     assert picker.value == lab.model_ids()[0]  # unchanged
 
 
@@ -84,9 +93,13 @@ def test_policy_switch_shows_changes_made_elsewhere_after_a_refresh(lab: Lab) ->
 
 def test_prompt_panel_streams_from_the_host(lab: Lab) -> None:
     panel = widgets.PromptPanel(lab, MODEL, prompt="Say hello.", max_tokens=12)
+    assert panel.state is PromptState.IDLE and panel.status == ""
     stamps = _watch_reply(panel)
+    states = _watch_states(panel)
     panel.send_button.click()
+    assert states == [PromptState.WAITING, PromptState.STREAMING, PromptState.DONE], states
     assert panel.status == "✓ reply from the local model, on the host", panel.status
+    assert panel.status_ok is True and "#067647" in panel._status.value  # green, from the state
     assert panel.reply.strip() and panel.chunks >= 2
     assert panel.metrics is not None and panel.metrics.counted_from == "usage"
     assert 1 <= panel.metrics.tokens <= 12 and panel.metrics.first_token_s is not None
@@ -104,8 +117,10 @@ def test_prompt_panel_in_sandbox_goes_through_the_proxy(lab: Lab, panel_box: str
     panel.on_done(lambda _: audit.refresh())
     assert panel.target == "sandbox"
     stamps = _watch_reply(panel)
+    states = _watch_states(panel)
     panel.send_button.click()
-    assert panel.status.startswith("✓ reply from the local model, requested inside"), panel.status
+    assert states == [PromptState.WAITING, PromptState.STREAMING, PromptState.DONE], (states, panel.status)
+    assert panel.status == f"✓ reply from the local model, requested inside {panel_box} through the policy proxy"
     assert panel.http_status == 200 and panel.reply.strip()
     assert panel.command.startswith(f"sbx exec {panel_box} curl -sS -N {lab.endpoints.sandbox}/chat/completions")
     # Streamed: the text arrived over time while curl ran, not in one piece at the end.
@@ -123,7 +138,9 @@ def test_denied_request_is_marked_blocked(lab: Lab, panel_box: str) -> None:
     switch.value = "deny"
     try:
         panel = widgets.PromptPanel(lab, MODEL, sandbox=panel_box, prompt="hello", max_tokens=4)
+        states = _watch_states(panel)
         panel.send()
+        assert states == [PromptState.WAITING, PromptState.FAILED], (states, panel.status)
         assert panel.http_status == 403 and panel.reply == ""
         assert panel.status.startswith("✗ HTTP 403 from the proxy: Blocked by network policy"), panel.status
         assert panel.status.endswith(f"fix: sbx policy rm network --resource {lab.endpoints.rule}")
@@ -140,11 +157,36 @@ def test_denied_request_is_marked_blocked(lab: Lab, panel_box: str) -> None:
 def test_failures_are_one_line_inside_the_widget(lab: Lab) -> None:
     panel = widgets.PromptPanel(lab, MODEL, sandbox="no-such-box")
     panel.send_button.click()
+    assert panel.state is PromptState.FAILED and panel.status_ok is False
     assert panel.status == "✗ there is no sandbox named 'no-such-box' — fix: sbx create --name no-such-box shell ."
     assert "\n" not in panel.status and panel.status in panel._status.value.replace("&#x27;", "'")
     wrong = widgets.PromptPanel(lab, "ai/qwen3:8B-Q4_K_M", prompt="hi")
     wrong.send()
-    assert wrong.status.startswith("✗ ") and "docker model pull ai/qwen3:8B-Q4_K_M" in wrong.status
+    assert wrong.state is PromptState.FAILED and "docker model pull ai/qwen3:8B-Q4_K_M" in wrong.status
+
+
+def test_after_a_failure_the_panel_sends_again(lab: Lab) -> None:
+    panel = widgets.PromptPanel(lab, MODEL, prompt="   ", max_tokens=4)
+    panel.send()
+    assert panel.state is PromptState.FAILED
+    assert panel.status == "✗ the prompt is empty — fix: type a prompt, then send"
+    panel.prompt = "Say hi."
+    panel.send()
+    assert panel.state is PromptState.DONE and panel.reply.strip()
+
+
+def test_a_send_stopped_by_a_bug_ends_failed_and_the_button_works_again(lab: Lab,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    panel = widgets.PromptPanel(lab, MODEL, prompt="hi")
+
+    def broken(model: str) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(panel, "_send_from_host", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        panel.send()
+    assert panel.state is PromptState.FAILED and not panel.send_button.disabled
+    assert panel.status == "✗ the send was interrupted — fix: send again"
 
 
 def test_checklist_widget_shows_each_item_with_its_fix(lab: Lab) -> None:
@@ -152,6 +194,6 @@ def test_checklist_widget_shows_each_item_with_its_fix(lab: Lab) -> None:
     assert not sheet.ok and len(sheet.items) == 5
     assert [line[:4] for line in sheet.lines] == ["✗ 1.", "✗ 2.", "✗ 3.", "✗ 4.", "✗ 5."]
     assert all(" — fix: " in line for line in sheet.lines)
-    assert sheet.status == "✗ Checkpoint: 5 of 5 not verified yet"
+    assert sheet.status == "✗ Checkpoint: 5 of 5 not verified yet" and sheet.status_ok is False
     sheet.refresh_button.click()
     assert sheet.lines == [item.line for item in sheet.result.items]
