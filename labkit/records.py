@@ -2,16 +2,20 @@
 
 The embedded implementations build them from their own state; the live adapters parse
 them out of the real CLIs' output. Notebooks and checkpoints only ever see these, which is
-why the course reads the same in live and embedded mode.
+why the course reads the same in live and embedded mode. Also here: the audit's rule as the
+embedded proxy records it, and model names as DMR's MODEL NAME column shows them (both modes'
+CLIs suggest the closest one for a typo).
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypedDict
 
-Decision = Literal["allow", "deny"]
+RuleDecision = Literal["allow", "deny"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +34,25 @@ class PolicyRule:
     """One network rule of `sbx policy ls` (a rule may carry several resources)."""
 
     id: str
-    decision: Decision
+    decision: RuleDecision
     resources: tuple[str, ...]
     applies_to: str = "all"  # "all" or the sandbox name
     name: str = ""  # e.g. "default-package-managers", "local:<uuid>"
     origin: str = "local"  # "local" | "kit" | "org" | "preset"
+
+
+class AuditRule(TypedDict, total=False):
+    """The rule an audit record names (embedded proxy): ``id`` (``default-deny``, ``loopback-guard``,
+    ``bad-request`` when no rule of the policy decided), ``name``, and ``text`` as people read it."""
+
+    id: str
+    name: str
+    text: str
+
+
+def rule_text(rule: AuditRule) -> str:
+    """How the audit names the deciding rule: its text (``allow localhost:12434``), else its id."""
+    return rule.get("text") or rule.get("id", "")
 
 
 @dataclass(frozen=True)
@@ -75,3 +93,15 @@ def display_name(tag: str) -> str:
         if tag.startswith(prefix):
             tag = tag[len(prefix):]
     return tag.removesuffix(":latest")
+
+
+def close_names(name: str, known: Sequence[str], n: int = 3) -> list[str]:
+    """The known model names closest to a mistyped ``name``, one spelling per model.
+
+    Compared as DMR's MODEL NAME column shows them (no ``docker.io/``, ``ai/`` or ``:latest``, any
+    case); of several spellings of one model, the first in ``known`` is suggested.
+    """
+    by_key: dict[str, str] = {}
+    for k in known:
+        by_key.setdefault(display_name(k).lower(), k)
+    return [by_key[k] for k in difflib.get_close_matches(display_name(name).lower(), list(by_key), n=n, cutoff=0.6)]

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: lint, then pytest (unit, integration with real processes,
+# Runs the whole test suite: lint, types, then pytest (unit, integration with real processes,
 # notebooks, browser). Each test has a timeout; state goes to a temporary LABKIT_HOME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff check"
 ruff check labkit tests bench scripts
+echo "== mypy"
+mypy labkit
 echo "== pytest"
 exec pytest -q -p no:cacheprovider "$@"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from labkit._core import paths
 from labkit.commands import up as lab_services
 from labkit.lab import Lab
 from labkit.runtime import modes
+from tests.support import free_port
 
 MODEL = "ai/smollm2:135M-Q4_1"
 FAKES = Path(__file__).resolve().parent / "fakes" / "bin"
@@ -31,12 +31,9 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module", autouse=True)
 def own_lab(tmp_path_factory):
     """This module's own state folder and model port (other suites keep their servers running)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABKIT_HOME", str(tmp_path_factory.mktemp("labkit-home")))
-        mp.setenv("LABKIT_DMR_PORT", str(port))
+        mp.setenv("LABKIT_DMR_PORT", str(free_port()))
         yield
 
 
@@ -118,13 +115,14 @@ def test_connect_says_what_is_real_and_why(capsys):
         lab = labkit.connect(mode="embedded")
         line = capsys.readouterr().out.strip()
         assert line.startswith("mode: embedded") and "isolation" in line
+        assert lab.tier in ("namespaced", "process") and f"isolation {lab.isolation}" in line
         assert lab.default_model == MODEL and lab.small_agent(MODEL).sandbox_agent == "shell"
     finally:
         lab_services.down()
 
 
 def test_forced_live_without_tools_is_a_clear_error():
-    with pytest.raises(labkit.tools.errors.ToolError) as err:
+    with pytest.raises(labkit.errors.ToolError) as err:
         labkit.connect(mode="live")
     assert "labkit doctor" in str(err.value)
 

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import psutil
 
+from ..errors import LabError
 from . import paths
 
 
-class ServiceError(RuntimeError):
-    """A service could not be started or stopped; the message says why and what to do."""
+class ServiceError(LabError, RuntimeError):
+    """A service could not be started or stopped: why (with its log's tail), and what to do."""
 
 
 @dataclass
@@ -118,15 +119,15 @@ class Service:
                     self.pidfile.unlink(missing_ok=True)
                     raise ServiceError(
                         f"{self.name} exited during start (code {proc.returncode}); its log says:\n"
-                        f"{self.log_tail()}"
+                        f"{self.log_tail()}", f"read the whole log: {self.logfile}"
                     )
                 if self.ready():
                     return proc.pid, True, time.monotonic() - t0
                 time.sleep(0.02)
             self._terminate(proc.pid)
             raise ServiceError(
-                f"{self.name} did not answer within {self.start_timeout:.0f} s; log: {self.logfile}\n"
-                f"{self.log_tail()}"
+                f"{self.name} did not answer within {self.start_timeout:.0f} s; its log says:\n{self.log_tail()}",
+                f"read the whole log: {self.logfile}"
             )
 
     def stop(self, timeout: float = 10.0) -> bool:

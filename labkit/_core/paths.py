@@ -44,5 +44,5 @@ def without_shims(path_value: str) -> str:
 
 def repo_root() -> Path | None:
     """The course checkout when labkit runs from one (it has ``notebooks/``), else None."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # labkit/_core/paths.py → the checkout
     return here if (here / "notebooks").is_dir() and (here / "pyproject.toml").is_file() else None

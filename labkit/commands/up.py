@@ -4,7 +4,7 @@ The embedded lab is two services: the model server (``labkit.dmr.service``) and 
 policy proxy (``labkit.sbx.service``). Each of those modules exposes the same three
 functions, so this file only sequences them and prints one line per service:
 
-* ``start() -> str``  idempotent; raises ``daemon.ServiceError`` with a clear message
+* ``start() -> str``  idempotent; raises ``daemon.ServiceError`` with a clear message and the fix
 * ``stop() -> str``   idempotent
 * ``status() -> tuple[bool, str]``  (running?, one line that says where and what)
 """
@@ -16,7 +16,7 @@ import importlib
 import sys
 from types import ModuleType
 
-from .._core.daemon import ServiceError
+from ..errors import LabError
 from ..runtime import modes, probes
 
 SERVICE_MODULES = ("labkit.dmr.service", "labkit.sbx.service")
@@ -58,7 +58,7 @@ def up_main(argv: list[str]) -> int:
     try:
         for line in up(args.mode):
             print(line)
-    except (ServiceError, modes.ModeError) as exc:
+    except LabError as exc:
         print(f"labkit up: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -69,7 +69,7 @@ def down_main(argv: list[str]) -> int:
     try:
         for line in down():
             print(line)
-    except ServiceError as exc:
+    except LabError as exc:
         print(f"labkit down: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,7 +1,7 @@
 """DMR's Anthropic Messages API (``/anthropic/v1/messages``, ``/engines[/{backend}]/v1/messages``, ``…/count_tokens``).
 
 DMR checks the body and the model, then hands the unchanged body to llama.cpp's own
-``/v1/messages`` (reference dmr-agent-apis.md §3; model-runner ``pkg/anthropic/handler.go``).
+``/v1/messages`` (docs/dmr-agent-apis.md §3; model-runner ``pkg/anthropic/handler.go``).
 So the answer's shapes are llama.cpp's (``server_chat_convert_anthropic_to_oai`` for the request,
 ``to_json_anthropic[_stream]`` for the answer), and only DMR's own checks answer in DMR's
 envelope ``{"type":"error","error":{"type","message"}}``. Embedded mode does what llama.cpp does
@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from . import params
 from .httpio import compact_json, crash_response, go_json, llama_error, read_limited, text_error
+from .inference import BACKENDS, DEFAULT_BACKEND, MAX_BODY, InferenceError, model_not_found, not_installed
 from .store import ModelNotFound, StoreError
 
 if TYPE_CHECKING:
@@ -33,19 +34,6 @@ if TYPE_CHECKING:
 
 Chunks = AsyncGenerator[dict[str, Any], None]
 JSON_TYPE = "application/json; charset=utf-8"  # llama-server's content type
-
-def server_module(server: ModelServer) -> Any:
-    """``labkit.dmr.server``, for its names (``InferenceError``, ``MAX_BODY`` …), imported late because
-    it imports this module. (Its ``main`` serves the imported module's app, so there is one copy.)"""
-    from . import server as module
-
-    return module
-
-
-def errors_of(server: ModelServer) -> type[Exception]:
-    """The ``InferenceError`` class the running server raises."""
-    return server_module(server).InferenceError  # type: ignore[no-any-return]
-
 
 # -- DMR's checks --------------------------------------------------------------------------------
 
@@ -71,13 +59,11 @@ def _decode(raw: bytes) -> dict[str, Any] | None:
 
 async def _checked_body(server: ModelServer, request: Request) -> dict[str, Any] | Response:
     """DMR's checks before the body reaches llama.cpp, in DMR's order, with the route's error style."""
-    dmr = server_module(server)
-    BACKENDS, DEFAULT_BACKEND, _model_not_found = dmr.BACKENDS, dmr.DEFAULT_BACKEND, dmr._model_not_found  # noqa: N806
     anthropic_route = request.url.path.startswith("/anthropic/")
     backend = request.path_params.get("backend", DEFAULT_BACKEND)
     if not anthropic_route and backend not in BACKENDS:
         return text_error("backend not found", 404)
-    raw = await read_limited(request, dmr.MAX_BODY)
+    raw = await read_limited(request, MAX_BODY)
     if raw is None:
         return (anthropic_error(413, "request_too_large", "Request body too large") if anthropic_route
                 else text_error("request too large", 400))
@@ -95,16 +81,14 @@ async def _checked_body(server: ModelServer, request: Request) -> dict[str, Any]
         if anthropic_route:  # DMR answers 404 for any GetLocal failure here
             return anthropic_error(404, "not_found_error", f"Model not found: {model_ref}")
         if isinstance(exc, ModelNotFound):
-            return text_error(_model_not_found(model_ref), 404)
+            return text_error(model_not_found(model_ref), 404)
         return text_error("model unavailable", 500)
     if backend != DEFAULT_BACKEND:
-        return text_error(
-            f'backend "{backend}" is not installed; run: docker model install-runner --backend {backend}', 412
-        )
+        return text_error(not_installed(backend), 412)
     return body
 
 
-def inference_error(exc: Any) -> Response:
+def inference_error(exc: InferenceError) -> Response:
     """An ``InferenceError`` as DMR passes it on: llama.cpp's JSON, DMR's texts for its own failures."""
     if exc.kind == "not_found":
         return text_error(exc.message, 404)
@@ -429,8 +413,6 @@ async def prefetched(chunks: Chunks) -> Chunks:
 
 
 async def _stream(server: ModelServer, chat: dict[str, Any], model: str) -> Response:
-    InferenceError = errors_of(server)  # noqa: N806 - the server's own exception class
-
     try:
         args, _ = params.chat({**chat, "stream": True}, model)
         input_tokens = await server.count_tokens(model, messages=args["messages"], tools=args.get("tools"))
@@ -473,8 +455,6 @@ def _endpoint(server: ModelServer, handle: Callable[..., Any]) -> Callable[[Requ
 
 async def messages(server: ModelServer, request: Request, chat: dict[str, Any], model: str) -> Response:
     """``POST …/v1/messages``: a Message, or its events when ``stream`` is true."""
-    InferenceError = errors_of(server)  # noqa: N806 - the server's own exception class
-
     if chat.get("stream") is True:
         return await _stream(server, chat, model)
     try:
@@ -491,8 +471,6 @@ async def messages(server: ModelServer, request: Request, chat: dict[str, Any], 
 
 async def count_tokens(server: ModelServer, request: Request, chat: dict[str, Any], model: str) -> Response:
     """``POST …/v1/messages/count_tokens``: ``{"input_tokens": N}`` and nothing else, N as a request's usage."""
-    InferenceError = errors_of(server)  # noqa: N806 - the server's own exception class
-
     try:
         args, _ = params.chat({**chat, "stream": False}, model)
         count = await server.count_tokens(model, messages=args["messages"], tools=args.get("tools"))

@@ -60,8 +60,8 @@ def serve(conn: Connection, threads: int | None = None) -> None:
             job._emit = lambda item, job_id=job.id: send(("item", job_id, item))
             active[job.id] = job
             worker.submit(job)
-        elif message[0] == "cancel" and (job := active.get(message[1])) is not None:
-            job.cancel.set()
+        elif message[0] == "cancel" and (cancelled := active.get(message[1])) is not None:
+            cancelled.cancel.set()
     for job in list(active.values()):
         job.cancel.set()
     worker.stop()

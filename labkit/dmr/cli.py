@@ -1,4 +1,4 @@
-"""`docker model …` for embedded mode: same syntax and output shape as DMR's CLI (reference §2.2).
+"""`docker model …` for embedded mode: same syntax and output shape as DMR's CLI (docs/sbx-dmr-facts.md §2.2).
 
 Like the real CLI, it is only a client: every command is an HTTP call to the model server
 on ``127.0.0.1:$LABKIT_DMR_PORT``, except ``package``: as DMR's CLI builds the artifact itself,
@@ -17,13 +17,14 @@ import select
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 
+from .. import fixes
 from .._core import paths
-from ..records import display_name
-from ..tools.model_output import close_names
+from .._core.cliutil import Parser, UsageError, table
+from ..records import close_names, display_name
 from . import catalog, refs
 from .httpio import go_json
 
@@ -31,7 +32,7 @@ USER_AGENT = "docker-model-cli/labkit-embedded"
 SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 EMBEDDED_ONLY = (
     "labkit's embedded mode serves only the models shipped with it ({shipped}); for any other model "
-    "use live mode with Docker Model Runner: LABKIT_MODE=live"
+    "use live mode with Docker Model Runner: " + fixes.USE_LIVE
 )
 
 
@@ -44,15 +45,11 @@ class CliError(Exception):
     """A failure to report: printed to stderr as is, exit code 1."""
 
 
-class UsageError(Exception):
-    """Bad command-line input: printed with a usage hint, exit code 1 (cobra's)."""
-
-
 class NotRunning(CliError):
     def __init__(self) -> None:
         super().__init__(
             "Docker Model Runner is not running. Please start it and try again.\n"
-            "(embedded mode: start labkit's model server with `labkit up`)"
+            f"(embedded mode: start labkit's model server with `{fixes.LABKIT_UP}`)"
         )
 
 
@@ -94,13 +91,6 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """DMR's tables: no borders, left-aligned, two spaces between columns, no header rule."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines) + "\n"
 
 
 def pretty(value: Any) -> str:
@@ -203,7 +193,7 @@ def cmd_ls(client: Client, args: argparse.Namespace) -> int:
             ])
     rows.sort(key=lambda r: r[0].lower())
     header = ["MODEL NAME", "PARAMETERS", "QUANTIZATION", "ARCHITECTURE", "MODEL ID", "CREATED", "CONTEXT", "SIZE"]
-    sys.stdout.write(table(header, rows))
+    print(table(header, rows))
     return 0
 
 
@@ -299,7 +289,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
 
         died = trouble()  # it died on its own: say how, before the next step
         print("Docker Model Runner is not running\n" + (f"({died.message})\n" if died else "") + "\nWhat's next:\n"
-              "    Start labkit's embedded model server → labkit up")
+              f"    Start labkit's embedded model server → {fixes.LABKIT_UP}")
         return 1
     backends = _backends(client)
     if args.json:
@@ -314,7 +304,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
     for name in sorted(backends):
         state, _, details = backends[name].partition(": ")
         rows.append([name, state, details])
-    sys.stdout.write("Docker Model Runner is running\n\n" + table(["BACKEND", "STATUS", "DETAILS"], rows))
+    print("Docker Model Runner is running\n\n" + table(["BACKEND", "STATUS", "DETAILS"], rows))
     return 0
 
 
@@ -325,7 +315,7 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
         name = name[7:19] if name.startswith("sha256:") else display_name(name)
         until = "Forever" if runner.get("keep_alive") == "-1" else "Loading..." if runner.get("loading") else ""
         rows.append([name, runner.get("backend_name", ""), runner.get("mode", ""), until])
-    sys.stdout.write(table(["MODEL NAME", "BACKEND", "MODE", "UNTIL"], rows))
+    print(table(["MODEL NAME", "BACKEND", "MODE", "UNTIL"], rows))
     return 0
 
 
@@ -333,7 +323,7 @@ def cmd_df(client: Client, args: argparse.Namespace) -> int:
     usage = client.request("GET", "/engines/df").json()
     rows = [["Models", custom_size(usage.get("models_disk_usage", 0))],
             ["Inference engine", custom_size(usage.get("default_backend_disk_usage", 0))]]
-    sys.stdout.write(table(["TYPE", "SIZE"], rows))
+    print(table(["TYPE", "SIZE"], rows))
     return 0
 
 
@@ -576,9 +566,9 @@ class _Transfer:
 # -- argument parsing ------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+class _Parser(Parser):
+    def usage_error(self, message: str) -> str:
+        return message  # cobra's: the message alone; main() adds the hint
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -39,7 +39,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .httpio import go_json_response, read_limited, text_error
-from .store import ModelNotFound, StoreError
+from .inference import BACKENDS, DEFAULT_BACKEND, MAX_BODY
+from .store import StoreError
 
 if TYPE_CHECKING:
     from .server import ModelServer
@@ -49,7 +50,6 @@ log = logging.getLogger("labkit.dmr")
 FILENAME = "runner-configs.json"
 MODES = ("completion", "embedding", "reranking", "image-generation")
 INT32 = (-(1 << 31), (1 << 31) - 1)
-MAX_BODY = 10 << 20
 
 
 class BadRequest(ValueError):
@@ -239,8 +239,6 @@ def routes(server: ModelServer) -> list[Route]:
 
 
 async def _configure(server: ModelServer, request: Request) -> Response:
-    from .server import BACKENDS, DEFAULT_BACKEND
-
     backend = request.path_params.get("backend", DEFAULT_BACKEND)
     if backend not in BACKENDS:
         return text_error("backend not found", 404)
@@ -256,7 +254,7 @@ async def _configure(server: ModelServer, request: Request) -> Response:
     try:
         model = server.store.get(model_ref)
         model_id = model.id
-    except (ModelNotFound, StoreError):
+    except StoreError:
         model, model_id = None, model_ref  # DMR's ResolveID gives the reference back: stored, never shown
     if server.configs.set(backend, model_id, mode, config):
         log.info("configured %s (%s, %s): %s", model_ref, backend, mode, json.dumps(config))
@@ -271,7 +269,7 @@ def _show(server: ModelServer, model_ref: str) -> Response:
     if model_ref:
         try:
             wanted = server.store.get(model_ref).id
-        except (ModelNotFound, StoreError):
+        except StoreError:
             wanted = model_ref
     out = []
     for backend, model_id, mode, config in server.configs.entries():

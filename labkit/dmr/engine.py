@@ -21,7 +21,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from .store import StoredModel
 log = logging.getLogger("labkit.dmr")
 
 Mode = Literal["completion", "embedding"]
-Kind = Literal["chat", "completion", "embedding", "load", "unload", "tokenize"]
+JobKind = Literal["chat", "completion", "embedding", "load", "unload", "tokenize"]
 
 # Context length of the chat runner: at least the model's trained context (SmolLM2: 8192).
 MIN_CONTEXT = 8192
@@ -106,7 +106,7 @@ class Tally:
         """llama-server's ``timings`` block, from our own clock around llama.cpp's loop.
 
         Field names as llama-server sends them; whether DMR passes them on is UNCONFIRMED
-        (reference §2.6), so clients should treat them as optional.
+        (docs/sbx-dmr-facts.md §2.6), so clients should treat them as optional.
         """
         first = self.first_token or self.finished
         prompt_ms = max(first - self.started, 0.0) * 1000
@@ -128,7 +128,7 @@ class Tally:
 class Job:
     """One unit of work for the engine, with a way back to whoever waits for its output."""
 
-    kind: Kind
+    kind: JobKind
     model: StoredModel | None
     model_name: str = ""  # the reference the client used (DMR's runner records it)
     params: dict[str, Any] = field(default_factory=dict)
@@ -184,10 +184,10 @@ def _llama_class() -> Any:
     if _LLAMA_CLASS is None:
         from llama_cpp import Llama
 
-        class CountingLlama(Llama):  # type: ignore[misc]
+        class CountingLlama(Llama):
             tally: Tally | None = None
 
-            def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
+            def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:  # type: ignore[override]
                 tally = self.tally
                 if tally is None:
                     yield from super().generate(tokens, *args, **kwargs)
@@ -411,13 +411,13 @@ class Worker:
         return len(dropped)
 
 
-def _generate(llm: Any, job: Job) -> Iterator[dict[str, Any]]:
+def _generate(llm: Any, job: Job) -> Generator[dict[str, Any], None, None]:
     """The job's chunks from llama-cpp-python: the engine's own keys (``tool_call``, ``grammar``)
     become a ``LlamaGrammar`` here, in this process, and tool calls are parsed out of the text."""
     params = dict(job.params)
     tool_call, grammar = params.pop("tool_call", None), params.pop("grammar", None)
     if job.kind != "chat":
-        return llm.create_completion(stream=True, **params)  # type: ignore[no-any-return]
+        return llm.create_completion(stream=True, **params)
     from . import toolcalls
 
     text = None
@@ -428,7 +428,7 @@ def _generate(llm: Any, job: Job) -> Iterator[dict[str, Any]]:
     if text is not None:
         params["grammar"] = _grammar(llm, text)
     chunks = llm.create_chat_completion(stream=True, **params)
-    return toolcalls.stream_calls(chunks, tool_call["names"]) if tool_call else chunks  # type: ignore[no-any-return]
+    return toolcalls.stream_calls(chunks, tool_call["names"]) if tool_call else chunks
 
 
 def _grammar(llm: Any, text: str) -> Any:

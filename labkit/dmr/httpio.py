@@ -1,7 +1,7 @@
 """Responses shaped like DMR's (Go ``net/http``) and llama-server's, and job-backed streams.
 
 DMR's own errors are Go ``http.Error``: ``text/plain; charset=utf-8``, ``nosniff``, body plus
-a newline, never OpenAI JSON (reference §2.5). Inference answers are llama-server's JSON and
+a newline, never OpenAI JSON (docs/sbx-dmr-facts.md §2.5). Inference answers are llama-server's JSON and
 SSE, which DMR proxies unchanged (§2.6). The two job responses below watch the connection
 while a job is queued or running, so a client that leaves cancels its job at once.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import posixpath
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,14 @@ from .supervisor import Engine, EngineCrashed
 
 _GO_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_HTML_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&#39;", '"': "&#34;"}
+
+
+def clean_path(path: str) -> str:
+    """Go's ``path.Clean`` as DMR's mux applies it (a trailing slash is kept)."""
+    cleaned = posixpath.normpath("/" + path.lstrip("/"))
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
 
 
 def go_json(value: Any) -> str:
@@ -131,7 +140,7 @@ class JobStream:
                 if not started:
                     await error_response(exc)(scope, receive, send)
                     return
-                # llama-server reports a mid-stream failure as an `error:` line (reference §2.6). A crash
+                # llama-server reports a mid-stream failure as an `error:` line (docs/sbx-dmr-facts.md §2.6). A crash
                 # of the engine is said the same way, with DMR's message; DMR itself would just cut
                 # the stream (its proxy aborts), which leaves a client guessing.
                 line = b"error: " + compact_json({"error": {"code": 500, "message": str(exc), "type": "server_error"}})

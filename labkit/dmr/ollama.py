@@ -1,7 +1,7 @@
 """DMR's Ollama-compatible API (``/api/…``), a translator onto the server's own chat completions and store.
 
 Shapes, defaults and error texts follow model-runner's ``pkg/ollama`` (``http_handler.go``,
-``api.go``; reference dmr-agent-apis.md §6), which follows Ollama's: NDJSON lines while
+``api.go``; docs/dmr-agent-apis.md §6), which follows Ollama's: NDJSON lines while
 streaming (the default), one JSON object with ``"stream": false``. DMR answers ``/api/chat``
 *and* ``/api/generate`` through chat completions (a prompt becomes one user message), so does
 embedded mode. Where DMR differs from Ollama (no token counts, ``size`` 0, content type
@@ -20,12 +20,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from . import catalog, refs
-from .anthropic import Assembled, Chunks, collect, errors_of, prefetched, server_module
+from .anthropic import Assembled, Chunks, collect, prefetched
 from .httpio import crash_response, go_json, go_json_response, text_error
+from .inference import InferenceError, model_not_found
 from .store import StoredModel, StoreError
 
 if TYPE_CHECKING:
-    from .server import InferenceError, ModelServer
+    from .server import ModelServer
 
 VERSION = "0.1.0"  # DMR's handleVersion answers this fixed string
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time (json `omitempty` does not drop a struct)
@@ -72,12 +73,15 @@ def _decode(raw: bytes, struct: str) -> dict[str, Any] | str:
     return body
 
 
+_GO_KINDS: dict[type, str] = {str: "string", list: "array", dict: "object"}
+
+
 def _go_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
+    return _GO_KINDS.get(type(value), "value")
 
 
 async def _request(request: Request, endpoint: str) -> tuple[dict[str, Any], str] | Response:
@@ -158,7 +162,7 @@ def _show(server: ModelServer) -> Callable[[Request], Any]:
         try:
             model = server.store.get(name)
         except StoreError:
-            return text_error(f"Model not found: {server_module(server)._model_not_found(name)}", 404)
+            return text_error(f"Model not found: {model_not_found(name)}", 404)
         return _json({"details": _details(model), "model_info": dict(model.config.get("gguf") or {})})
 
     return show
@@ -334,7 +338,8 @@ def to_chat(body: dict[str, Any], model: str, generate: bool) -> dict[str, Any]:
     chat: dict[str, Any] = {"model": model, "messages": messages, "stream": body.get("stream") is not False}
     if not generate and body.get("tools"):
         chat["tools"] = body["tools"]
-    options = body.get("options") if isinstance(body.get("options"), dict) else {}
+    given = body.get("options")
+    options = given if isinstance(given, dict) else {}
     for ollama_name, chat_name in _OPTIONS.items():
         if ollama_name in options:
             chat[chat_name] = options[ollama_name]
@@ -399,8 +404,6 @@ def inference_error(exc: InferenceError) -> Response:
 
 def _inference(server: ModelServer, generate: bool) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
-        InferenceError = errors_of(server)  # noqa: N806 - the server's own exception class
-
         got = await _request(request, "generate" if generate else "chat")
         if isinstance(got, Response):
             return got
@@ -424,13 +427,12 @@ def _inference(server: ModelServer, generate: bool) -> Callable[[Request], Any]:
             for chunk in collected:
                 done.add(chunk)
             return _json(final(done, model, generate))
-        return StreamingResponse(_lines(chunks, model, generate, InferenceError), media_type="application/json")
+        return StreamingResponse(_lines(chunks, model, generate), media_type="application/json")
 
     return endpoint
 
 
-async def _lines(chunks: Chunks, model: str, generate: bool,
-                 failure: type[Exception]) -> AsyncIterator[str]:
+async def _lines(chunks: Chunks, model: str, generate: bool) -> AsyncIterator[str]:
     """NDJSON: a line per chat chunk, then the done line. The usage chunk chat_chunks adds is skipped:
     DMR does not ask llama.cpp for one, so DMR's stream has no such line."""
 
@@ -438,7 +440,7 @@ async def _lines(chunks: Chunks, model: str, generate: bool,
         async for chunk in chunks:
             if chunk.get("choices"):
                 yield go_json(chunk_line(chunk, model, generate))
-    except failure as exc:  # mid-stream failure: Ollama's error line
+    except InferenceError as exc:  # mid-stream failure: Ollama's error line
         yield go_json({"error": str(exc)})
         return
     finally:

@@ -1,6 +1,6 @@
 """OpenAI-style request bodies → llama-cpp-python arguments, with llama-server's defaults.
 
-DMR forwards the body unchanged to llama.cpp's server (reference §2.6), so sampling defaults
+DMR forwards the body unchanged to llama.cpp's server (docs/sbx-dmr-facts.md §2.6), so sampling defaults
 and the handling of `temperature`, `top_p`, `max_tokens`, `stop`, `seed` … are llama-server's.
 A wrong value is answered the way llama-server answers it: 400 with a JSON error object.
 """

@@ -1,4 +1,4 @@
-"""Model references the way Docker Model Runner reads them (reference §2.1).
+"""Model references the way Docker Model Runner reads them (docs/sbx-dmr-facts.md §2.1).
 
 DMR accepts many spellings of one model (`smollm2`, `ai/smollm2`, `ai/smollm2:latest`,
 `docker.io/ai/smollm2:latest`, its id). Every lookup in the embedded store goes through

@@ -31,6 +31,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .httpio import go_json, go_json_response
+from .inference import DEFAULT_BACKEND, MAX_BODY  # larger requests are refused before DMR records them
 from .store import StoreError
 
 if TYPE_CHECKING:
@@ -38,13 +39,11 @@ if TYPE_CHECKING:
 
 MAX_RECORDS = 10  # DMR's maximumRecordsPerModel
 SUBSCRIBER_BUFFER = 100  # DMR's subscriberChannelBuffer: a slow follower misses events, never blocks
-MAX_BODY = 10 << 20  # larger requests are refused before DMR records them
 MAX_MEDIA = 100  # DMR's maxMediaDataLength: base64 media in a request is cut to this
 STREAM_ERROR_CODE = 400  # DMR's defaultStreamingErrorCode
 INLINE_ASSEMBLY = 256 << 10  # bigger answers are re-assembled off the event loop
 ORIGIN_HEADER = "x-request-origin"  # DMR's inference.RequestOriginHeader
 ORIGIN_ANTHROPIC, ORIGIN_OLLAMA = "anthropic/messages", "ollama/completion"
-DEFAULT_BACKEND = "llama.cpp"
 
 # The inference routes DMR records (its scheduler's OpenAI and Anthropic routes, and the requests
 # its Responses and Ollama layers send there), as the paths look after Front's `/v1` aliasing.
@@ -184,7 +183,8 @@ def _openai_stream_error(data: str) -> str:
     except (ValueError, AssertionError):
         return streaming_error(STREAM_ERROR_CODE, "unparseable streaming error", details=data)
     # DMR reads the top level of the `error:` line; llama-server nests it under "error".
-    inner = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+    error = obj.get("error")
+    inner = error if isinstance(error, dict) else obj
     code = inner.get("code")
     return streaming_error(int(code) if isinstance(code, int | float) else STREAM_ERROR_CODE,
                            str(inner.get("message", "streaming error")), str(inner.get("type", "")), data)
@@ -209,7 +209,8 @@ def assemble_anthropic(body: str) -> Assembled:
             continue
         kind = chunk.get("type")
         if event == "error" or kind == "error":
-            inner = chunk.get("error") if isinstance(chunk.get("error"), dict) else {}
+            error = chunk.get("error")
+            inner = error if isinstance(error, dict) else {}
             return body, streaming_error(STREAM_ERROR_CODE, str(inner.get("message", "streaming error")),
                                          str(inner.get("type", "")), data)
         if kind == "message_start" and isinstance(chunk.get("message"), dict):

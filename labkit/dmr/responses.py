@@ -1,6 +1,6 @@
 """The OpenAI Responses API of the embedded Docker Model Runner: a translator onto chat completions.
 
-Follows DMR's ``pkg/responses`` (reference dmr-agent-apis.md §1–2): the request becomes a chat
+Follows DMR's ``pkg/responses`` (docs/dmr-agent-apis.md §1–2): the request becomes a chat
 completions body for ``ModelServer.chat_chunks``, the chunks become a Response object or DMR's SSE
 events, and responses are kept in memory for ``previous_response_id`` (1 h TTL). Translation is
 in ``responses_translate`` (request, Response object) and ``responses_stream`` (events).
@@ -24,7 +24,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Scope
 
-from .httpio import compact_json, go_json, read_limited, text_error
+from .httpio import clean_path, compact_json, go_json, read_limited, text_error
+from .inference import BACKENDS, DEFAULT_BACKEND, MAX_BODY, InferenceError, model_not_found, not_installed
 from .responses_stream import StreamTranslator, sse
 from .responses_translate import (
     CURRENT,
@@ -39,12 +40,12 @@ from .responses_translate import (
     public,
     unsupported_field,
 )
+from .store import ModelNotFound
 
 if TYPE_CHECKING:
-    from .server import InferenceError, ModelServer
+    from .server import ModelServer
 
 COMPAT_ENV = "LABKIT_DMR_COMPAT"
-MAX_BODY = 10 << 20  # DMR's maxRequestBodyBytes: 10 MiB
 TTL_SECONDS = 3600.0  # DMR's DefaultTTL
 
 
@@ -102,17 +103,8 @@ def go_syntax_error(exc: json.JSONDecodeError) -> str:
     return f"invalid character '{text[exc.pos]}' {context}"
 
 
-def _inference_error() -> type[InferenceError]:
-    """server.InferenceError (imported late: server.py imports this module)."""
-    from .server import InferenceError
-
-    return InferenceError
-
-
 def client_path(scope: Scope) -> str:
     """The path as the client sent it (``raw_path``; Front routes ``/v1/…`` as ``/engines/v1/…``)."""
-    from .server import clean_path
-
     raw = scope.get("raw_path")
     return clean_path(unquote(raw.decode("latin-1"))) if raw else scope["path"]
 
@@ -179,19 +171,14 @@ class ResponsesAPI:
 
     async def _chunks(self, chat: dict[str, Any], backend: str | None) -> AsyncGenerator[dict[str, Any]]:
         """The upstream chat stream; a backend in the path is checked as DMR's scheduler does."""
-        from . import server as srv
-        from .store import ModelNotFound
-
-        InferenceError, BACKENDS, DEFAULT_BACKEND = srv.InferenceError, srv.BACKENDS, srv.DEFAULT_BACKEND  # noqa: N806
         if backend is not None and backend not in BACKENDS:
             raise InferenceError(404, "backend not found", "not_found")
         if backend is not None and backend != DEFAULT_BACKEND:
             try:
                 self.server.store.get(chat["model"])
             except ModelNotFound:
-                raise InferenceError(404, srv._model_not_found(chat["model"]), "not_found") from None
-            raise InferenceError(412, f'backend "{backend}" is not installed; run: docker model install-runner '
-                                      f'--backend {backend}', "not_installed")
+                raise InferenceError(404, model_not_found(chat["model"]), "not_found") from None
+            raise InferenceError(412, not_installed(backend), "not_installed")
         async for chunk in self.server.chat_chunks(chat):
             yield chunk
 
@@ -199,7 +186,7 @@ class ResponsesAPI:
         """The non-streaming answer; an upstream failure is a failed Response with the upstream's status."""
         try:
             collected = collect([chunk async for chunk in chunks])
-        except _inference_error() as exc:
+        except InferenceError as exc:
             status, body = upstream_answer(exc)
             response["status"], response["error"] = "failed", failure_detail(body)
             if keep:
@@ -217,7 +204,6 @@ class ResponsesAPI:
         Deliberate difference: a failure after the stream began (the engine crashed) ends with the
         same two events, carrying the engine's message; DMR's proxy would just cut the stream.
         """
-        InferenceError = _inference_error()  # noqa: N806
         translator = StreamTranslator(response)
         try:
             try:

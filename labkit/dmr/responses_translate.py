@@ -63,12 +63,15 @@ _INPUT_ITEM = ("struct", "responses.InputItem", {
     "name": "string", "arguments": "string"})
 
 
+_JSON_KINDS: dict[type, str] = {str: "string", list: "array", dict: "object"}
+
+
 def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+    return _JSON_KINDS.get(type(value), "null")
 
 
 def _type_name(spec: Any) -> str:

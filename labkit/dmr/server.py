@@ -1,6 +1,6 @@
 """The embedded Docker Model Runner: DMR's routes, JSON shapes and error bodies, on llama.cpp.
 
-Routes and errors follow reference §2.3–2.6. ``python -m labkit.dmr.server`` runs it with
+Routes and errors follow docs/sbx-dmr-facts.md §2.3–2.6. ``python -m labkit.dmr.server`` runs it with
 uvicorn (``labkit up`` does that in the background); tests and notebooks can also build the
 app in-process with ``create_app``. Every response carries ``X-Labkit-Embedded: 1`` so a
 probe can tell it from a real DMR on the same port.
@@ -16,9 +16,8 @@ import importlib.util
 import json
 import logging
 import os
-import posixpath
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from .engine import ContextOverflow, EngineError, Job, LoadError
 from .httpio import (
     JobResult,
     JobStream,
+    clean_path,
     go_html_escape,
     go_json,
     go_json_response,
@@ -42,15 +42,12 @@ from .httpio import (
     read_limited,
     text_error,
 )
+from .inference import BACKENDS, DEFAULT_BACKEND, MAX_BODY, InferenceError, model_not_found, not_installed
 from .store import ModelNotFound, Store, StoredModel, StoreError, TagConflict
 from .supervisor import Engine, EngineCrashed
 
 log = logging.getLogger("labkit.dmr")
 
-MAX_BODY = 10 << 20  # DMR's maximumOpenAIInferenceRequestSize: 10 MiB
-DEFAULT_BACKEND = "llama.cpp"
-# Backends DMR registers; only llama.cpp exists in embedded mode, the others are "not installed".
-BACKENDS = ("llama.cpp", "vllm", "mlx", "diffusers", "sglang")
 PULL_UPDATE_SECONDS, PULL_UPDATE_BYTES = 0.1, 1 << 20  # DMR's progress reporter thresholds
 
 
@@ -59,14 +56,6 @@ def _version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def clean_path(path: str) -> str:
-    """Go's ``path.Clean`` as DMR's mux applies it (a trailing slash is kept)."""
-    cleaned = posixpath.normpath("/" + path.lstrip("/"))
-    if path.endswith("/") and cleaned != "/":
-        cleaned += "/"
-    return cleaned
 
 
 class Front:
@@ -153,7 +142,7 @@ class ModelServer:
                 Route(f"{prefix}/completions", self.completions, methods=post),
                 Route(f"{prefix}/embeddings", self.embeddings, methods=post),
             ]
-        # The agent-facing APIs, each a translator onto `chat_chunks` below (reference: dmr-agent-apis.md).
+        # The agent-facing APIs, each a translator onto `chat_chunks` below (docs/dmr-agent-apis.md).
         for api in (responses, anthropic, ollama, requestlog, configure):
             out += api.routes(self)
         # Catch-alls answer every method (a function endpoint would only take GET).
@@ -299,7 +288,7 @@ class ModelServer:
         try:
             return go_json_response(self.store.get(name).openai())
         except ModelNotFound:
-            return text_error(_model_not_found(name), 404)
+            return text_error(model_not_found(name), 404)
 
     async def chat(self, request: Request) -> Response | JobStream | JobResult:
         return await self._infer(request, "chat")
@@ -331,19 +320,17 @@ class ModelServer:
         try:
             model = self.store.get(model_ref)
         except ModelNotFound:
-            return text_error(_model_not_found(model_ref), 404)
+            return text_error(model_not_found(model_ref), 404)
         except StoreError:
             return text_error("model unavailable", 500)
         if backend != DEFAULT_BACKEND:
-            return text_error(
-                f'backend "{backend}" is not installed; run: docker model install-runner --backend {backend}', 412
-            )
+            return text_error(not_installed(backend), 412)
         try:
             return self._job_response(kind, model, model_ref, body)
         except params.BadParam as exc:
             return llama_error(str(exc))
 
-    async def chat_chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat_chunks(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The one way in for the translating APIs (Responses, Anthropic, Ollama): an OpenAI chat body in,
         OpenAI ``chat.completion.chunk`` dicts out, then one last chunk with ``choices: []`` and ``usage``.
 
@@ -357,7 +344,7 @@ class ModelServer:
         try:
             model = self.store.get(model_ref)
         except ModelNotFound:
-            raise InferenceError(404, _model_not_found(model_ref), "not_found") from None
+            raise InferenceError(404, model_not_found(model_ref), "not_found") from None
         except StoreError:
             raise InferenceError(500, "model unavailable", "server_error") from None
         try:
@@ -386,7 +373,7 @@ class ModelServer:
         try:
             model = self.store.get(model_ref)
         except ModelNotFound:
-            raise InferenceError(404, _model_not_found(model_ref), "not_found") from None
+            raise InferenceError(404, model_not_found(model_ref), "not_found") from None
         job_params: dict[str, Any] = {"messages": messages, "tools": tools} if messages is not None else {"text": text}
         try:
             counts = [n async for n in self.engine.run(Job("tokenize", model, model_ref, job_params))]
@@ -407,28 +394,11 @@ class ModelServer:
         return JobResult(self.engine, job, lambda chunks: _assemble(job, kind, name, chunks))
 
 
-class InferenceError(Exception):
-    """A chat request that cannot be answered; each API turns it into its own error envelope.
-
-    ``kind``: ``invalid_request`` (400), ``not_found`` (404), ``server_error`` (5xx), or llama.cpp's
-    own types such as ``exceed_context_size_error``; ``body``: llama.cpp's JSON error, when it has one.
-    """
-
-    def __init__(self, status: int, message: str, kind: str, body: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.body = status, message, kind, body
-
-
-def _model_not_found(ref: str) -> str:
-    """DMR's body for a model that is not in the store (Go's ``%q`` quoting of the ref)."""
-    return f"error while getting model: get model '{json.dumps(ref, ensure_ascii=False)}': model not found"
-
-
 def _usage_tail(job: Job, last: dict[str, Any] | None, name: str) -> list[dict[str, Any]]:
     """The extra last chunk OpenAI sends with ``stream_options.include_usage`` (empty choices).
 
     Whether llama.cpp behind DMR sends usage in a stream *without* that option is UNCONFIRMED
-    (reference §2.2, `run`); we follow the documented OpenAI behaviour: only when asked.
+    (docs/sbx-dmr-facts.md §2.2, `run`); we follow the documented OpenAI behaviour: only when asked.
     """
     if last is None:
         return []
@@ -496,15 +466,12 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout)
-    # The app from the imported module, not from this `__main__` copy of it: the API modules import
-    # `labkit.dmr.server` (InferenceError), and two copies would mean two InferenceError classes.
     from labkit._core.daemon import exit_when_folder_gone
-    from labkit.dmr import server as imported
 
     exit_when_folder_gone(paths.home())
 
     try:
-        app = imported.create_app()
+        app = create_app()
     except responses.CompatError as exc:
         print(f"labkit's model server: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import json
 import time
 from typing import NamedTuple
 
+from .. import fixes
 from .._core import paths
 from .._core.daemon import Service, ServiceError, python_module
 from ..runtime.probes import EMBEDDED_HEADER, port_free, port_holder, probe_dmr
@@ -51,15 +52,17 @@ def service(port: int | None = None) -> Service:
     )
 
 
-def _port_taken(port: int) -> str:
+def _port_taken(port: int) -> ServiceError:
     probe = probe_dmr(port)
     if probe.real:
-        return (f"port {port} is taken by a real Docker Model Runner ({probe.detail}). "
-                "Use it: live mode, LABKIT_MODE=live (or set LABKIT_DMR_PORT to another port).")
+        return ServiceError(f"port {port} is taken by a real Docker Model Runner ({probe.detail})",
+                            f"use it: live mode, {fixes.USE_LIVE} (or set LABKIT_DMR_PORT to another port)")
     if probe.embedded:
-        return (f"port {port} is taken by another labkit embedded model server ({port_holder(port)}), "
-                "probably started with another LABKIT_HOME: run `labkit down` there, or set LABKIT_DMR_PORT.")
-    return f"port {port} is taken by {port_holder(port)}: free it, or set LABKIT_DMR_PORT to a free port."
+        return ServiceError(f"port {port} is taken by another labkit embedded model server ({port_holder(port)}), "
+                            "probably started with another LABKIT_HOME",
+                            "run `labkit down` there, or set LABKIT_DMR_PORT")
+    return ServiceError(f"port {port} is taken by {port_holder(port)}",
+                        "free it, or set LABKIT_DMR_PORT to a free port")
 
 
 def start() -> str:
@@ -68,7 +71,7 @@ def start() -> str:
     svc = service(port)
     pid = svc.pid()
     if pid is None and not port_free(port):
-        raise ServiceError(_port_taken(port))
+        raise _port_taken(port)
     died = svc.ended_unexpectedly()
     pid, started, seconds = svc.start()
     if not started:
@@ -137,9 +140,6 @@ class Trouble(NamedTuple):
         return f"{self.message} · {self.fix}"
 
 
-ENGINE_CRASH_FIX = "send the request again (a fresh engine starts); if it crashes every time run: labkit doctor"
-
-
 def trouble(port: int | None = None) -> Trouble | None:
     """What went wrong with the embedded model server; None when nothing did (or it was stopped).
 
@@ -151,11 +151,11 @@ def trouble(port: int | None = None) -> Trouble | None:
     died = svc.ended_unexpectedly()
     if died is not None:
         return Trouble(f"the embedded model server died without `labkit down` (its log's last line: {died[:160]}; "
-                       f"log {svc.logfile})", "start it again: labkit up")
+                       f"log {svc.logfile})", fixes.START_AGAIN)
     state = engine_state(port) if svc.pid() is not None else None
     if state and state[0] == "Error":
         return Trouble(f"the model server's llama.cpp engine crashed ({state[1].rpartition('exit status: ')[2]}; "
-                       f"log {svc.logfile})", ENGINE_CRASH_FIX)
+                       f"log {svc.logfile})", fixes.ENGINE_CRASH_EMBEDDED)
     return None
 
 
@@ -185,7 +185,7 @@ def status() -> tuple[bool, str]:
         died = trouble(port)
         if died:
             return False, f"model server: {died.line()}"
-        return False, f"model server: not running (start it: labkit up) · log {svc.logfile}"
+        return False, f"model server: not running (start it: {fixes.LABKIT_UP}) · log {svc.logfile}"
     if not ours_answers(port):
         return False, f"model server: pid {pid} does not answer on {base_url(port)}; see its log {svc.logfile}"
     crashed = trouble(port)

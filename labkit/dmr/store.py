@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from .._core import paths
+from ..errors import LabError
 from ..records import ModelInfo
 from . import catalog, ggufmeta, refs
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
 
-class StoreError(Exception):
-    """A store operation failed; ``str()`` is the text DMR puts in its error body."""
+class StoreError(LabError):
+    """A store operation failed; ``str()`` is the text DMR puts in its error body (so no fix is set)."""
 
 
 class ModelNotFound(StoreError):

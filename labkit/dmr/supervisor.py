@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -145,11 +145,15 @@ class Engine:
 
     # -- the asyncio side --------------------------------------------------------------------
 
-    async def run(self, job: Job) -> AsyncIterator[Any]:
+    async def run(self, job: Job) -> AsyncGenerator[Any, None]:
         """Queue ``job`` and yield what it produces; leaving early cancels it."""
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[Any] = asyncio.Queue()
-        job._emit = lambda item: loop.call_soon_threadsafe(items.put_nowait, item)
+
+        def emit(item: Any) -> None:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
+        job._emit = emit
         self._submit(job)
         finished = False
         try:

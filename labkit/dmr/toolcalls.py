@@ -1,7 +1,7 @@
 """Function calling for a model whose chat template knows no tools (SmolLM2-135M's does not).
 
 DMR runs llama.cpp with ``--jinja`` and lets the model's own template render ``tools``
-(reference dmr-agent-apis.md §4). SmolLM2's template has no tool syntax, so embedded mode
+(docs/dmr-agent-apis.md §4). SmolLM2's template has no tool syntax, so embedded mode
 renders tools itself, in the Hermes/Qwen2.5 convention most small instruct models have seen:
 
 * the tools, one JSON object per line inside ``<tools></tools>``, appended to the system message;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 START, END = "<tool_call>", "</tool_call>"
@@ -280,7 +280,7 @@ def _chunk_like(chunk: dict[str, Any], delta: dict[str, Any], finish: str | None
     return {**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
 
-def stream_calls(chunks: Iterator[dict[str, Any]], names: list[str]) -> Iterator[dict[str, Any]]:
+def stream_calls(chunks: Iterator[dict[str, Any]], names: list[str]) -> Generator[dict[str, Any], None, None]:
     """llama-cpp-python's chat chunks with ``<tool_call>`` blocks turned into OpenAI ``delta.tool_calls``.
 
     A call is sent in one chunk (``index``, ``id``, ``type``, ``function.name`` and the whole

@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import LabError
 from .probes import DmrProbe, SbxProbe
 
-Kind = Literal["live", "embedded"]
+ComponentKind = Literal["live", "embedded"]
 MODES = ("live", "embedded", "auto")
 
 
-class ModeError(ValueError):
-    """An unknown mode name; the message lists the valid ones."""
+class ModeError(LabError, ValueError):
+    """An unknown mode name; the fix lists the valid ones."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Component:
     """One component's resolution: real (live) or embedded, whether it can run, and why."""
 
     name: str  # "model server" | "sandboxes"
-    kind: Kind
+    kind: ComponentKind
     available: bool
     reason: str
 
@@ -66,7 +67,7 @@ def requested_mode(explicit: str | None = None, env: Mapping[str, str] | None = 
         value, source = "auto", "default"
     value = value.strip().lower()
     if value not in MODES:
-        raise ModeError(f"unknown mode '{value}' (from {source}); use one of: live, embedded, auto")
+        raise ModeError(f"unknown mode '{value}' (from {source})", f"use one of: {', '.join(MODES)}")
     return value, source
 
 

@@ -13,7 +13,7 @@ What other code calls (everything returns the shared records of ``labkit.records
   weaker ``process`` tier, probed once per process.
 * policy — ``rules.load()``, ``rules.add("allow"|"deny", "RES[,RES…]", sandbox=)``,
   ``rules.remove(resource=|rule_id=, sandbox=)``, ``rules.init(preset)``, ``rules.reset()``,
-  ``rules.check(target, sandbox=) -> policy.Decision``; matching itself is ``policy.Policy``.
+  ``rules.check(target, sandbox=) -> policy.Verdict``; matching itself is ``policy.Policy``.
 * audit — ``audit.read(sandbox=, decision=) -> [AuditRecord]``, ``audit.policy_log(sandbox=)
   -> [PolicyLogEntry]``, ``audit.follow(…)``.
 * the proxy service — ``service.start() / stop() / status()`` (``labkit up|down|status``),

@@ -5,7 +5,7 @@ Sandbox commands live here; ``sbx policy …`` is in :mod:`.policy_cli`. Exit st
 returns the command's own status, and 125 when ``sbx exec`` itself fails (no such sandbox,
 bad arguments, the proxy cannot start), 126 when the command cannot run, 127 when it is not
 found, like ``docker exec``. (Real sbx returns 1 for a missing sandbox, which a command exiting
-1 cannot be told apart from, reference §1.1 / SR#504; ours can.)
+1 cannot be told apart from, docs/sbx-dmr-facts.md §1.1, SR#504; ours can.)
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 
-from .._core.cliutil import Parser, UsageError, confirm, fail, table
-from .._core.daemon import ServiceError
+from .._core.cliutil import Command, Parser, UsageError, confirm, dispatch, fail, table
+from ..errors import LabError
 from . import isolation, runtime, store
 
 EXEC_FAILED = 125
-# The sbx release whose syntax and output shapes this emulation follows (reference §1).
+# The sbx release whose syntax and output shapes this emulation follows (docs/sbx-dmr-facts.md Part 1).
 EMULATED_SBX_VERSION = "0.45.0"
 
 USAGE = """usage: sbx COMMAND [ARGS…]   (labkit's embedded sbx)
@@ -81,7 +80,7 @@ def cmd_ls(argv: list[str]) -> int:
     args = p.parse_args(argv)
     boxes = runtime.list_sandboxes()
     if args.json:
-        # sbx omits "ports" when there are none (reference §1.4)
+        # sbx omits "ports" when there are none (docs/sbx-dmr-facts.md §1.4)
         print(json.dumps({"sandboxes": [{"name": b.name, "agent": b.agent, "status": b.status,
                                          "workspaces": list(b.workspaces)} for b in boxes]}))
     elif args.quiet:
@@ -119,7 +118,7 @@ def cmd_exec(argv: list[str]) -> int:
             return 0
         runtime.exec_replace(args.sandbox, command, env, args.workdir)  # returns only on failure
         return EXEC_FAILED
-    except (UsageError, store.SandboxError, ServiceError, isolation.IsolationUnavailable) as exc:
+    except (UsageError, LabError) as exc:
         return fail(str(exc), EXEC_FAILED)
 
 
@@ -202,7 +201,7 @@ def cmd_policy(argv: list[str]) -> int:
     return policy_main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {
+COMMANDS: dict[str, Command] = {
     "create": cmd_create, "ls": cmd_ls, "exec": cmd_exec, "run": cmd_run, "stop": cmd_stop, "rm": cmd_rm,
     "policy": cmd_policy, "version": cmd_version,
 }
@@ -210,18 +209,12 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0 if args else 2
-    command = COMMANDS.get(args[0])
-    if command is None:
-        return fail(f"unknown command '{args[0]}'; see: sbx --help", 2)
     try:
-        return command(args[1:])
+        return dispatch(args, COMMANDS, USAGE, "unknown command '{}'; see: sbx --help")
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (store.SandboxError, ServiceError, isolation.IsolationUnavailable) as exc:
+    except LabError as exc:
         return fail(str(exc))
 
 

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import fixes
 from ..agents import install
 from .store import Sandbox, SandboxError
 
@@ -58,7 +59,7 @@ def require(agent: str) -> AgentInstall | None:
     """``find`` for ``sbx create`` and ``sbx run``: one clear line when the agent is not installed."""
     found = find(agent)
     if found is None and is_agent(agent):
-        raise SandboxError(f"ERROR: the {agent} agent is not installed: run make lab")
+        raise SandboxError(f"ERROR: the {agent} agent is not installed: run {fixes.MAKE_LAB}")
     return found
 
 

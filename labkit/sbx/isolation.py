@@ -1,7 +1,7 @@
 """Which isolation tier embedded sandboxes get on this machine, and why.
 
 * ``namespaced``: bubblewrap with its own user, network (loopback only), PID, IPC, UTS and
-  mount namespaces; the proxy is the only way out (reference sandbox-emulation §3).
+  mount namespaces; the proxy is the only way out (docs/sandbox-isolation.md §3).
 * ``process``: where namespaces cannot be made (Docker's default seccomp, Binder, Ubuntu
   24.04's AppArmor rule); commands run as plain host processes with the proxy variables
   only. Weaker, and every caller must say so.
@@ -21,9 +21,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-TierName = Literal["namespaced", "process"]
+from .. import fixes
+from ..errors import LabError
 
-# Started from an empty environment, like every bwrap we run (sandbox-emulation §4 #1).
+TierName = Literal["namespaced", "process"]
+# What a notebook branches on: real sbx isolates in a microVM, labkit's own sandboxes get a TierName.
+IsolationTier = Literal["microVM", "namespaced", "process"]
+TIER_LABELS: dict[IsolationTier, str] = {
+    "microVM": "microVM (sbx)",
+    "namespaced": "namespaced (bubblewrap)",
+    "process": "process (weaker: no namespaces)",
+}
+
+# Started from an empty environment, like every bwrap we run (docs/sandbox-isolation.md §4 #1).
 BWRAP_ENV = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
 _PROBE = ["--unshare-user", "--unshare-net", "--unshare-pid", "--ro-bind", "/", "/",
           "--proc", "/proc", "--dev", "/dev", "true"]
@@ -54,7 +64,7 @@ class Tier:
         return f"{self.name} ({self.reason}) — {self.detail}"
 
 
-class IsolationUnavailable(RuntimeError):
+class IsolationUnavailable(LabError, RuntimeError):
     """LABKIT_ISOLATION=namespaced was asked for where namespaces cannot be made."""
 
 
@@ -80,7 +90,7 @@ def _detect(forced: str) -> Tier:
     # then always run by absolute path from an empty environment.
     bwrap = shutil.which("bwrap")
     if not bwrap:
-        ok, why = False, "bubblewrap (bwrap) is not installed; on Debian/Ubuntu: apt-get install bubblewrap"
+        ok, why = False, f"bubblewrap (bwrap) is not installed; on Debian/Ubuntu: {fixes.apt_install('bubblewrap')}"
     elif not os.path.exists("/proc/self/ns/user"):
         ok, why = False, "this kernel has no user namespaces"
     else:
@@ -88,15 +98,15 @@ def _detect(forced: str) -> Tier:
     if ok and bwrap:
         return Tier("namespaced", why, NAMESPACED_DETAIL, bwrap)
     if forced == "namespaced":
-        raise IsolationUnavailable(f"LABKIT_ISOLATION=namespaced, but {why}")
+        raise IsolationUnavailable(f"LABKIT_ISOLATION=namespaced, but {why}", _fix(why))
     return Tier("process", why, PROCESS_DETAIL, fix=_fix(why))
 
 
 def _fix(why: str) -> str:
-    """What to do about the reason namespaces failed (sandbox-emulation §1, measured errors)."""
+    """What to do about the reason namespaces failed (docs/sandbox-isolation.md §1, measured errors)."""
     text = why.lower()
     if "not installed" in text:
-        return "apt-get install -y bubblewrap"
+        return fixes.apt_install("bubblewrap")
     if "uid map" in text or "rtm_newaddr" in text:
         return ("Ubuntu 24.04+ restricts user namespaces: sudo sysctl -w "
                 "kernel.apparmor_restrict_unprivileged_userns=0 (or run the lab as root)")
@@ -105,7 +115,7 @@ def _fix(why: str) -> str:
     if "not permitted" in text:
         return ("this looks like a container without user namespaces (Docker's default seccomp): "
                 "run it with --security-opt seccomp=unconfined, or accept the weaker process tier")
-    return "see `labkit doctor`; the process tier works everywhere but is weaker"
+    return f"see `{fixes.DOCTOR}`; the process tier works everywhere but is weaker"
 
 
 def detect() -> Tier:

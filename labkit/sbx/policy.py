@@ -1,15 +1,16 @@
 """sbx's network-policy grammar and matching, as pure functions (no I/O).
 
-Grammar (reference §1.5): a rule carries comma-separated resources, each ``host``,
+Grammar (docs/sbx-dmr-facts.md §1.5): a rule carries comma-separated resources, each ``host``,
 ``host:port``, ``*.domain`` (exactly one more label), ``**.domain`` (any depth, at least
 one label), ``**`` (everything), an IP literal, or a CIDR range; a portless resource matches
-every port; names compare case-insensitively. Decision: any matching deny wins, else any
-matching allow, else the default deny. IP literals are their own resources (``127.0.0.1``
-is not ``localhost``). A request to ``host.docker.internal:P`` is matched as
-``localhost:P``, the way sbx's proxy does it.
+every port; names compare case-insensitively. Decision (:func:`deciding`, the one place that
+says it): any matching deny wins, else any matching allow, else the default deny. IP literals
+are their own resources (``127.0.0.1`` is not ``localhost``). A request to
+``host.docker.internal:P`` is matched as ``localhost:P``, the way sbx's proxy does it.
 
 The proxy, the ``sbx policy`` CLI and the tests all decide through :class:`Policy`, so
-what ``sbx policy check`` says is what the proxy enforces.
+what ``sbx policy check`` says is what the proxy enforces; readers of ``sbx policy ls`` (the
+notebooks' policy switch and checkpoints) call :func:`deciding` on the rules they read.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from ..records import PolicyRule
+from ..errors import LabError
+from ..records import PolicyRule, RuleDecision
 
-# sbx translates this name to localhost before matching and forwarding (reference §1.6).
+# sbx translates this name to localhost before matching and forwarding (docs/sbx-dmr-facts.md §1.6).
 HOST_ALIAS = "host.docker.internal"
 LOOPBACK_NAME = "localhost"
 # `sbx policy check`: "Bare hosts and IP literals are evaluated with port 443."
@@ -34,17 +36,21 @@ DEFAULT_CHECK_PORT = 443
 # UNCONFIRMED which one sbx prints today, we follow the docs.
 DEFAULT_DENY_DETAIL = "no matching allow rule — blocked by default deny policy"
 
-# How sbx names a rule's origin in a 403 body (reference §1.6).
+# How sbx names a rule's origin in a 403 body (docs/sbx-dmr-facts.md §1.6).
 ORIGIN_LABELS = {"local": "local policy", "org": "corporate policy", "preset": "system policy", "kit": "kit policy"}
 
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 
-Kind = Literal["all", "exact", "ip", "one", "any", "cidr"]
+PatternKind = Literal["all", "exact", "ip", "one", "any", "cidr"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class PolicyError(ValueError):
-    """A resource or target that does not follow the grammar; the message says how to write it."""
+class PolicyError(LabError, ValueError):
+    """A resource or target that does not follow the grammar (or a rule that is not there).
+
+    The message says how to write it: it is printed as is by the embedded ``sbx policy``, the way
+    sbx prints its own errors, so the fix stays inside the one line.
+    """
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class Pattern:
     """One parsed resource of a rule."""
 
     text: str  # canonical form, e.g. "*.example.com:443"
-    kind: Kind
+    kind: PatternKind
     host: str  # exact host, IP, or the domain under a wildcard ("" for ** and CIDR)
     port: int | None  # None = any port
     network: IPNetwork | None = None
@@ -76,8 +82,34 @@ class Pattern:
         return False
 
 
+class Decided(Protocol):
+    """Anything that carries a rule's decision (a ``PolicyRule``, a matched entry)."""
+
+    @property
+    def decision(self) -> RuleDecision: ...
+
+
+D = TypeVar("D", bound=Decided)
+
+
+def deciding(matches: Iterable[D]) -> D | None:
+    """Of the rules that match one request, the one that decides: deny beats allow.
+
+    The first deny in ``matches``' order, else the first allow; None when nothing matched,
+    which is the default deny. The proxy (through :meth:`Policy.decide`), the policy switch and
+    the checkpoints all decide with this one function.
+    """
+    first: D | None = None
+    for match in matches:
+        if match.decision == "deny":
+            return match
+        if first is None:
+            first = match
+    return first
+
+
 @dataclass(frozen=True)
-class Decision:
+class Verdict:
     """The verdict for one request, with enough to explain it (403 body, audit, `check`)."""
 
     allowed: bool
@@ -88,7 +120,7 @@ class Decision:
     resource: str = ""  # the resource of that rule that matched
 
     @property
-    def decision(self) -> Literal["allow", "deny"]:
+    def decision(self) -> RuleDecision:
         return "allow" if self.allowed else "deny"
 
     @property
@@ -168,17 +200,18 @@ def parse_resource(text: str) -> Pattern:
     host, port = _split_host_port(raw)
     if host == "**":
         return Pattern(f"**{_port_suffix(port)}", "all", "", port)
-    for prefix, kind in (("**.", "any"), ("*.", "one")):
+    wildcards: tuple[tuple[str, PatternKind], ...] = (("**.", "any"), ("*.", "one"))
+    for prefix, kind in wildcards:
         if host.startswith(prefix):
             domain = _check_name(host[len(prefix):], text.strip())
             if "*" in domain:
                 raise PolicyError(_wildcard_hint(text))
-            return Pattern(f"{prefix}{domain}{_port_suffix(port)}", kind, domain, port)  # type: ignore[arg-type]
+            return Pattern(f"{prefix}{domain}{_port_suffix(port)}", kind, domain, port)
     if "*" in host:
         raise PolicyError(_wildcard_hint(text))
     if "/" in host:
         # CIDR ranges are documented for governance rules; whether local rules take them is
-        # UNCONFIRMED (reference §1.5). We accept them: they match IP-literal targets only.
+        # UNCONFIRMED (docs/sbx-dmr-facts.md §1.5). We accept them: they match IP-literal targets only.
         try:
             net = ipaddress.ip_network(host, strict=False)
         except ValueError:
@@ -252,6 +285,18 @@ def parse_target(target: str) -> tuple[str, int]:
     return host.rstrip("."), port or DEFAULT_CHECK_PORT
 
 
+class _Entry(NamedTuple):
+    """One resource of one rule, compiled: ``order`` is the rule's place in the policy."""
+
+    order: int
+    rule: PolicyRule
+    pattern: Pattern
+
+    @property
+    def decision(self) -> RuleDecision:
+        return self.rule.decision
+
+
 class Policy:
     """A compiled rule set. ``decide`` is what the proxy calls for every request.
 
@@ -261,14 +306,14 @@ class Policy:
 
     def __init__(self, rules: Iterable[PolicyRule]) -> None:
         self.rules: tuple[PolicyRule, ...] = tuple(rules)
-        self._exact: dict[str, list[tuple[int, PolicyRule, Pattern]]] = {}
-        self._patterns: list[tuple[int, PolicyRule, Pattern]] = []
+        self._exact: dict[str, list[_Entry]] = {}
+        self._patterns: list[_Entry] = []
         for order, rule in enumerate(self.rules):
             for pattern in (parse_resource(r) for r in rule.resources):
                 if pattern.kind in ("exact", "ip"):
-                    self._exact.setdefault(pattern.host, []).append((order, rule, pattern))
+                    self._exact.setdefault(pattern.host, []).append(_Entry(order, rule, pattern))
                 else:
-                    self._patterns.append((order, rule, pattern))
+                    self._patterns.append(_Entry(order, rule, pattern))
 
     def loopback_ports(self, sandbox: str | None = None) -> set[int]:
         """The ports P that a rule of this sandbox's scope names for ``localhost:P`` (allow or deny);
@@ -278,23 +323,18 @@ class Policy:
                 if pattern.port is not None and rule.applies_to in ("all", sandbox)
                 and pattern.matches(LOOPBACK_NAME, pattern.port)}
 
-    def decide(self, host: str, port: int, sandbox: str | None = None) -> Decision:
-        """Deny beats allow; no match is a deny. ``sandbox`` selects sandbox-scoped rules too.
-
-        The deciding rule reported is the first matching deny, else the first matching
-        allow, in rule order.
-        """
+    def decide(self, host: str, port: int, sandbox: str | None = None) -> Verdict:
+        """The :func:`deciding` rule among those matching, in rule order; no match is a deny.
+        ``sandbox`` selects sandbox-scoped rules too."""
         requested = host.strip().lower().rstrip(".").strip("[]")
         norm = normalize_host(host)
         normalized = f"{_bracket(norm)}:{port}"
         hits = sorted(
             (entry for entry in (*self._exact.get(norm, ()), *self._patterns)
-             if entry[1].applies_to in ("all", sandbox) and entry[2].matches(norm, port)),
-            key=lambda entry: entry[0],
+             if entry.rule.applies_to in ("all", sandbox) and entry.pattern.matches(norm, port)),
+            key=lambda entry: entry.order,
         )
-        deny = next((e for e in hits if e[1].decision == "deny"), None)
-        if deny is not None:
-            return Decision(False, requested, port, normalized, deny[1], deny[2].text)
-        if hits:
-            return Decision(True, requested, port, normalized, hits[0][1], hits[0][2].text)
-        return Decision(False, requested, port, normalized)
+        decided = deciding(hits)
+        if decided is None:
+            return Verdict(False, requested, port, normalized)
+        return Verdict(decided.decision == "allow", requested, port, normalized, decided.rule, decided.pattern.text)

@@ -1,4 +1,4 @@
-"""``sbx policy …`` of the embedded lab: same grammar and output shapes as sbx (reference §1.5).
+"""``sbx policy …`` of the embedded lab: same grammar and output shapes as sbx (docs/sbx-dmr-facts.md §1.5).
 
 Where sbx's exact wording is not documented (the confirmation lines, `init`), the text is
 ours and says the same thing; those spots are marked UNCONFIRMED.
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from .._core.cliutil import Parser, UsageError, confirm, fail, table
-from ..records import PolicyRule
+from .._core.cliutil import Command, Parser, UsageError, confirm, dispatch, fail, table
+from ..records import PolicyLogEntry, PolicyRule
 from . import audit, rules, store
 from .policy import HOST_ALIAS, PolicyError
 
@@ -84,7 +83,7 @@ def cmd_rm(argv: list[str]) -> int:
 
 
 def _rule_json(rule: PolicyRule, preset: str) -> dict[str, Any]:
-    # Shape of sbx's rules list (reference §1.5, from the Go SDK); CLI identity UNCONFIRMED.
+    # Shape of sbx's rules list (docs/sbx-dmr-facts.md §1.5, from a Go SDK); CLI identity UNCONFIRMED.
     return {"id": rule.id, "name": rule.name, "policy_id": preset if rule.origin == "preset" else "local-policy",
             "scope": "global" if rule.applies_to == "all" else "sandbox", "applies_to": rule.applies_to,
             "resource_type": "network", "decision": rule.decision, "resources": list(rule.resources),
@@ -111,15 +110,14 @@ def cmd_ls(argv: list[str]) -> int:
                 for r in state.rules]
         print(table(("SOURCE", "APPLIES TO", "POLICY/RULE", "RULE_ID", "TYPE", "DECISION", "RESOURCES"), rows))
         return 0
-    rows = []
     preset = rules.preset_rules(state.preset)
-    rows.append((state.preset, "preset", "all", _summary(list(preset)) + (
-        " (default deny)" if state.preset != "allow-all" else "")))
+    summary = [(state.preset, "preset", "all", _summary(list(preset)) + (
+        " (default deny)" if state.preset != "allow-all" else ""))]
     scopes = dict.fromkeys(r.applies_to for r in state.local)
     for scope in scopes:
         group = [r for r in state.local if r.applies_to == scope]
-        rows.append(("local-policy", "local", _applies(group[0]), _summary(group)))
-    print(table(("POLICY", "SOURCE", "APPLIES TO", "SUMMARY"), rows))
+        summary.append(("local-policy", "local", _applies(group[0]), _summary(group)))
+    print(table(("POLICY", "SOURCE", "APPLIES TO", "SUMMARY"), summary))
     return 0
 
 
@@ -192,7 +190,7 @@ def cmd_log(argv: list[str]) -> int:
     if args.limit > 0:
         blocked, allowed = blocked[:args.limit], allowed[:args.limit]
     if args.json:
-        def row(e: Any) -> dict[str, Any]:
+        def row(e: PolicyLogEntry) -> dict[str, Any]:
             seen = e.last_seen.astimezone().isoformat() if e.last_seen else None
             # "reason" is in the text table of newer sbx; whether its JSON has it is UNCONFIRMED.
             return {"host": e.host, "vm_name": e.sandbox, "proxy_type": e.proxy, "rule": e.rule,
@@ -216,11 +214,11 @@ def cmd_log(argv: list[str]) -> int:
     return 0
 
 
-def _seen(entry: Any) -> str:
+def _seen(entry: PolicyLogEntry) -> str:
     return entry.last_seen.astimezone().strftime("%H:%M:%S %-d-%b") if entry.last_seen else ""
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {
+COMMANDS: dict[str, Command] = {
     "init": cmd_init, "set-default": lambda a: cmd_init(a, "set-default"),
     "allow": lambda a: cmd_rule("allow", a), "deny": lambda a: cmd_rule("deny", a),
     "rm": cmd_rm, "ls": cmd_ls, "check": cmd_check, "reset": cmd_reset, "log": cmd_log,
@@ -228,13 +226,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0 if argv else 2
-    command = COMMANDS.get(argv[0])
-    if command is None:
-        return fail(f"unknown policy command '{argv[0]}'; see: sbx policy --help", 2)
     try:
-        return command(argv[1:])
+        return dispatch(argv, COMMANDS, USAGE, "unknown policy command '{}'; see: sbx policy --help")
     except PolicyError as exc:
         return fail(str(exc))

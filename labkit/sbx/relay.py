@@ -14,7 +14,7 @@ nothing itself.
 It listens *before* it execs the command,
 so the command's first request cannot race the relay (no readiness polling), and it
 double-forks the relay off: the command stays the sandbox's main process, and the relay
-exits when the command does (sandbox-emulation §4 #4), so nothing keeps the namespace alive.
+exits when the command does (docs/sandbox-isolation.md §4 #4), so nothing keeps the namespace alive.
 
 One thread, one epoll loop, C modules only (fast to start, no thread per connection); the
 guest side gets TCP_NODELAY, avoiding the Nagle stall measured with socat (§4 #5). Killing
@@ -23,7 +23,7 @@ the relay only cuts the guest off.
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # typeshed has no stub for the C module
 import _socket
 import os
 import select
@@ -99,7 +99,7 @@ class Relay:
     def _accept(self, listener: _socket.socket, header: bytes) -> None:
         while True:
             try:
-                fd, _ = listener._accept()
+                fd, _ = listener._accept()  # type: ignore[attr-defined]  # the C method, not in typeshed
             except BlockingIOError:
                 return
             except OSError:

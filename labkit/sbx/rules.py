@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from .._core import paths
-from ..records import Decision, PolicyRule
-from .policy import Decision as Verdict
-from .policy import Policy, PolicyError, parse_resource, parse_resources, parse_target
+from ..records import PolicyRule, RuleDecision
+from .policy import Policy, PolicyError, Verdict, parse_resource, parse_resources, parse_target
 
 PRESETS = ("allow-all", "balanced", "deny-all")
 INITIAL_PRESET = "balanced"
@@ -138,7 +137,7 @@ def init(preset: str) -> PolicyState:
         return box[0]
 
 
-def add(decision: Decision, resources: str, sandbox: str | None = None) -> PolicyRule:
+def add(decision: RuleDecision, resources: str, sandbox: str | None = None) -> PolicyRule:
     """``sbx policy allow|deny network [--sandbox N] RES[,RES…]``: one rule, new id."""
     parsed = parse_resources(resources)
     rule_id = str(uuid.uuid4())
@@ -214,7 +213,7 @@ def check(target: str, sandbox: str | None = None) -> Verdict:
     """``sbx policy check network TARGET``: the decision the proxy would make.
 
     Real sbx's `check` matches ``host.docker.internal`` literally while its proxy matches it
-    as ``localhost`` (reference §1.6, SR#546); ours reports what the proxy enforces.
+    as ``localhost`` (docs/sbx-dmr-facts.md §1.6, SR#546); ours reports what the proxy enforces.
     """
     host, port = parse_target(target)
     return load().policy().decide(host, port, sandbox)

@@ -2,7 +2,7 @@
 
 A command runs in a fresh bubblewrap launch per ``exec`` (namespaced tier) or as a plain
 process (process tier); what persists between launches is the sandbox's home folder and
-workspace, like a VM disk. The namespaced launch follows sandbox-emulation §3 and its
+workspace, like a VM disk. The namespaced launch follows docs/sandbox-isolation.md §3 and its
 pitfalls: bwrap itself starts from an empty environment (its pid 1 keeps bwrap's environ),
 ``--unshare-user`` always, private /tmp, /run and /home, a curated /etc (the guest maps to the
 caller's uid, so as root it could read /etc/shadow through a full bind), binds sorted so a
@@ -33,7 +33,7 @@ GUEST_HOME = "/home/agent"
 GUEST_UID = 1000
 PROXY_URL = "http://gateway.docker.internal:3128"
 NO_PROXY = "localhost,127.0.0.1,::1"
-# What host.docker.internal resolves to inside. sbx uses 169.254.1.1 (reference §1.6), but
+# What host.docker.internal resolves to inside. sbx uses 169.254.1.1 (docs/sbx-dmr-facts.md §1.6), but
 # adding that address to the sandbox's loopback needs CAP_NET_ADMIN in its network namespace,
 # which the guest must not have; all of 127.0.0.0/8 is on loopback already, so the relay can
 # listen here unprivileged and pass raw TCP on to the proxy (sbx ≥ 0.30's transparent path).

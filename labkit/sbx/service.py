@@ -15,6 +15,7 @@ from typing import Any
 
 import h11
 
+from .. import fixes
 from .._core import paths
 from .._core.daemon import Service, ServiceError, python_module
 from . import unixsock
@@ -107,7 +108,7 @@ def status() -> tuple[bool, str]:
     svc = _service()
     pid = svc.pid()
     if pid is None:
-        return False, f"policy proxy: not running (start it: labkit up); log {svc.logfile}"
+        return False, f"policy proxy: not running (start it: {fixes.LABKIT_UP}); log {svc.logfile}"
     if not _ready():
         return False, f"policy proxy: pid {pid} does not answer on {control_socket()}; log {svc.logfile}"
     return True, f"policy proxy: {_where()}, pid {pid}; log {svc.logfile}"
@@ -134,7 +135,7 @@ def endpoint(name: str) -> Endpoint:
         status_code, body = control("POST", "/_labkit/sync")
         port = _port(folder / "port")
         if status_code != 200 or port is None or not unixsock.answers(folder / "proxy.sock"):
-            raise ServiceError(f"the policy proxy did not open an endpoint for sandbox '{name}' ({body}); "
+            raise ServiceError(f"the policy proxy did not open an endpoint for sandbox '{name}' ({body})",
                                f"see its log: {_service().logfile}")
     return Endpoint(folder, port)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from .._core import paths
+from ..errors import LabError
 from ..records import SandboxInfo
 
 AGENTS = ("shell", "codex", "claude")  # codex/claude: see guest_agents
@@ -29,14 +30,15 @@ _NAME_RULE = ("names need at least two characters, start with a letter or number
               "and contain only letters, numbers, hyphens and periods")
 
 
-class SandboxError(Exception):
-    """A user-facing sandbox problem; ``str()`` is the message to print."""
+class SandboxError(LabError):
+    """A user-facing sandbox problem; ``str()`` is the message to print, worded as sbx words it
+    (``ERROR: …``, the command to type inside the message)."""
 
 
 class SandboxNotFound(SandboxError):
     def __init__(self, name: str) -> None:
         self.name = name
-        # sbx's wording (reference §1.1, 2026-08), with a concrete command to type.
+        # sbx's wording (docs/sbx-dmr-facts.md §1.1, 2026-08), with a concrete command to type.
         super().__init__(f"ERROR: no sandbox named '{name}'\n\nTo create one:\n  sbx create --name {name} shell .")
 
 

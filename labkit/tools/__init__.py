@@ -5,7 +5,7 @@ parsers turn either's output into ``labkit.records``, and every known failure in
 ``ToolError`` with the fix.
 """
 
-from .errors import ToolError
+from ..errors import ToolError
 from .model_api import ChatChunk, ChatResult, ModelApi
 from .model_cli import ModelCli
 from .model_output import ModelStatus

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import ToolError, first_line, refix
+from ..errors import ToolError, refix
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,14 @@ class Completed:
     @property
     def text(self) -> str:
         return "\n".join(part for part in (self.out, self.err) if part)
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line of a tool's output, for messages about unknown failures."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
 
 
 def decode(raw: bytes | None) -> str:

@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .. import fixes
+from ..errors import ToolError, refix
 from ..records import ModelInfo
-from .errors import ToolError, first_line, refix
+from ._proc import first_line
 from .model_cli import ModelCli
-from .model_output import DMR_START_FIX, model_from_json, not_pulled
+from .model_output import model_from_json, not_pulled
 
 Messages = str | Sequence[Mapping[str, Any]]
 
@@ -128,7 +130,7 @@ class ModelApi:
                             "run the same command with curl -sS to see the reason", "api_error")
         if text.lstrip().startswith("Blocked by network policy"):
             raise ToolError(f"the policy proxy blocked the request: {first_line(text)}",
-                            allow_fix or "allow the model port: sbx policy allow network localhost:12434", "api_error",
+                            allow_fix or fixes.allow_model_port(), "api_error",
                             detail=text)
         if CRASH_MARK in text:
             raise refix(engine_crashed(said, text), self.fixes)
@@ -185,7 +187,7 @@ class ModelApi:
         where = urlsplit(self.base_url).netloc
         if isinstance(exc, httpx.TimeoutException):
             return ToolError(f"the model API at {where} did not answer in time ({method} {path})",
-                             "a first request loads the model: retry; check the runner with: docker model status",
+                             f"a first request loads the model: retry; check the runner with: {fixes.DMR_STATUS}",
                              "timeout")
         if isinstance(exc, httpx.ConnectError):
             return self._unreachable(where)
@@ -193,7 +195,7 @@ class ModelApi:
         if known:  # e.g. "Server disconnected": the server died under the request
             return ToolError(known[0], known[1], "dmr_not_running")
         return ToolError(f"the connection to the model API at {where} failed: {type(exc).__name__}: {exc}",
-                         "retry; check the runner with: docker model status", "api_error")
+                         f"retry; check the runner with: {fixes.DMR_STATUS}", "api_error")
 
     def _unreachable(self, where: str) -> ToolError:
         """Nothing answers: ask `docker model status` whether the runner is up (then TCP is off)."""
@@ -208,10 +210,10 @@ class ModelApi:
             if status.running:
                 return ToolError(f"Docker Model Runner is running, but nothing answers on {where}: "
                                  "its host TCP port is not enabled",
-                                 "docker desktop enable model-runner --tcp 12434   (or Settings → AI → host-side TCP)",
+                                 fixes.ENABLE_DMR_TCP_SETTINGS,
                                  "dmr_tcp_disabled")
         return ToolError(f"nothing answers on {where}: Docker Model Runner is not running "
-                         "(or its TCP port is not enabled)", DMR_START_FIX, "dmr_not_running")
+                         "(or its TCP port is not enabled)", fixes.START_DMR, "dmr_not_running")
 
     def _http_error(self, resp: httpx.Response, method: str, path: str, model: str) -> ToolError:
         text = resp.text.strip()
@@ -226,7 +228,7 @@ class ModelApi:
         if resp.status_code == 500 and CRASH_MARK in said:
             return engine_crashed(said, text)
         if resp.status_code == 503:
-            return ToolError(f"Docker Model Runner is not running (HTTP 503: {said})", DMR_START_FIX,
+            return ToolError(f"Docker Model Runner is not running (HTTP 503: {said})", fixes.START_DMR,
                              "dmr_not_running", detail=text)
         m = re.search(r"run: (.+)$", said)
         return ToolError(f"the model API answered HTTP {resp.status_code} to {method} {path}: {said}",
@@ -241,7 +243,7 @@ def engine_crashed(said: str, raw: str) -> ToolError:
     """DMR's llama.cpp runner died under the request; the server itself is still up."""
     how = said.rpartition("exit status: ")[2] or said
     return ToolError(f"the model's llama.cpp engine crashed while answering ({how}); the model server is still up",
-                     "send the request again (a fresh engine starts); if it crashes every time: docker model logs",
+                     fixes.ENGINE_CRASH_LIVE,
                      "engine_crashed", detail=raw)
 
 

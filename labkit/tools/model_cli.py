@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
+from .. import fixes
+from ..errors import ToolError
 from ..records import ModelInfo
 from . import model_output
-from ._proc import Cli, Completed
-from .errors import ToolError, first_line
+from ._proc import Cli, Completed, first_line
 from .model_output import ModelStatus
 
 
@@ -20,8 +21,8 @@ class ModelCli(Cli):
     """`docker model` as typed calls; every known failure raises a ``ToolError`` with the fix."""
 
     tool = "docker model"
-    install_fix = "install Docker Desktop or Docker Engine with the model plugin, or run in embedded mode"
-    timeout_fix = "check that Docker is running: docker model status"
+    install_fix = fixes.INSTALL_DOCKER_MODEL
+    timeout_fix = f"check that Docker is running: {fixes.DMR_STATUS}"
 
     def __init__(self, prefix: Sequence[str] = ("docker", "model"), timeout: float = 60.0,
                  pull_timeout: float = 3600.0, fixes: Mapping[str, str] | None = None) -> None:

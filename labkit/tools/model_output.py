@@ -1,6 +1,6 @@
 """Parse what `docker model` prints, old and new, into labkit's records (pure, no I/O).
 
-Variants (shared/reference/sbx-dmr.md §2.2): `ls --json` (an array of `/models` objects),
+Variants (docs/sbx-dmr-facts.md §2.2): `ls --json` (an array of `/models` objects),
 the `ls` table with and without CONTEXT, `status` as text (the old `Status:` lines and the
 newer `BACKEND STATUS DETAILS` table) and as `--json` (v1.0.8's three keys or today's five),
 and the CLI's error texts.
@@ -8,16 +8,16 @@ and the CLI's error texts.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import ModelInfo, display_name
+from .. import fixes
+from ..errors import ToolError
+from ..records import ModelInfo, close_names
 from ._table import read_table
-from .errors import ToolError
 
 RUNNING = "Docker Model Runner is running"
 NOT_RUNNING = "Docker Model Runner is not running"
@@ -130,21 +130,6 @@ def parse_status(text: str) -> ModelStatus:
 
 # ---------------------------------------------------------------- errors
 
-DMR_START_FIX = "docker desktop enable model-runner --tcp 12434   (Docker Engine: docker model install-runner)"
-
-
-def close_names(name: str, known: Sequence[str], n: int = 3) -> list[str]:
-    """The known model names closest to a mistyped ``name``, one spelling per model.
-
-    Compared as DMR's MODEL NAME column shows them (no ``docker.io/``, ``ai/`` or ``:latest``, any
-    case); of several spellings of one model, the first in ``known`` is suggested.
-    """
-    by_key: dict[str, str] = {}
-    for k in known:
-        by_key.setdefault(display_name(k).lower(), k)
-    return [by_key[k] for k in difflib.get_close_matches(display_name(name).lower(), list(by_key), n=n, cutoff=0.6)]
-
-
 def not_pulled(ref: str, detail: str = "", known: Sequence[str] = ()) -> ToolError:
     """A model the store does not have; with ``known`` (the pulled names) a typo gets the closest ones."""
     close = [k for k in close_names(ref, known) if k != ref]
@@ -153,7 +138,7 @@ def not_pulled(ref: str, detail: str = "", known: Sequence[str] = ()) -> ToolErr
                          f"use the name verbatim: {close[0]}   (pulled names: docker model ls)", "model_not_pulled",
                          detail=detail)
     return ToolError(f"the model '{ref}' is not pulled (it is not in Docker Model Runner's local store)",
-                     f"docker model pull {ref}   (pulled ids, verbatim: docker model ls)", "model_not_pulled",
+                     f"{fixes.pull_model(ref)}   (pulled ids, verbatim: docker model ls)", "model_not_pulled",
                      detail=detail)
 
 
@@ -161,19 +146,18 @@ def classify(text: str) -> ToolError | None:
     """The known `docker model` failure in ``text``, or None."""
     if "Cannot connect to the Docker daemon" in text:
         return ToolError("Docker is not running (the docker CLI cannot reach its daemon)",
-                         "start Docker Desktop (Linux: sudo systemctl start docker), then retry",
+                         fixes.START_DOCKER,
                          "daemon_not_running", detail=text)
     if NOT_RUNNING in text:
-        return ToolError("Docker Model Runner is not running", DMR_START_FIX, "dmr_not_running", detail=text)
+        return ToolError("Docker Model Runner is not running", fixes.START_DMR, "dmr_not_running", detail=text)
     if re.search(r"'model' is not a docker command|unknown command:? \"?model", text):
-        return ToolError("the `docker model` plugin is not installed",
-                         "update Docker Desktop (4.40+) or install docker-model-plugin, or run in embedded mode",
-                         "tool_missing", detail=text)
+        return ToolError("the `docker model` plugin is not installed", fixes.INSTALL_DOCKER_MODEL, "tool_missing",
+                         detail=text)
     m = re.search(r"Failed to pull model: pulling (\S+) failed with status 404", text)
     if m:
         return ToolError(f"the registry has no model '{m[1]}'",
-                         "check the name and tag, e.g. docker model pull ai/smollm2:360M-Q4_K_M", "model_not_found",
-                         detail=text)
+                         f"check the name and tag, e.g. {fixes.pull_model('ai/smollm2:360M-Q4_K_M')}",
+                         "model_not_found", detail=text)
     m = re.search(r"Failed to get model (\S+?): .*model not found|no such model: (\S+)", text)
     if m:
         return not_pulled(m[1] or m[2], text)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .. import fixes
+from ..errors import ToolError
 from ..records import PolicyLogEntry, PolicyRule, SandboxInfo
 from . import sbx_output
 from ._proc import Cli, Completed
-from .errors import ToolError
 from .sbx_output import SbxVersion
 
 PRESETS = ("allow-all", "balanced", "deny-all")
@@ -23,7 +24,7 @@ class SbxCli(Cli):
     """`sbx` as typed calls; every known failure raises a ``ToolError`` with the fix."""
 
     tool = "sbx"
-    install_fix = "install Docker Sandboxes (sbx), or run the course in embedded mode: LABKIT_MODE=embedded"
+    install_fix = fixes.INSTALL_SBX
     timeout_fix = "check that `sbx ls` answers in a terminal (it may ask you to sign in: sbx login)"
 
     def __init__(self, prefix: Sequence[str] = ("sbx",), timeout: float = 60.0, long_timeout: float = 900.0,
@@ -104,36 +105,13 @@ class SbxCli(Cli):
         return True
 
     # ------------------------------------------------------------ policy
+    # Rules are changed only as the commands a notebook shows (``Lab.Policy``); these read them back.
 
     def scope_args(self, sandbox: str | None) -> list[str]:
         """Global is the bare form; a sandbox is `--sandbox NAME` from v0.32, positional before."""
         if not sandbox:
             return []
         return ["--sandbox", sandbox] if self.version().at_least(0, 32) else [sandbox]
-
-    def _resources(self, resources: str | Sequence[str]) -> str:
-        items = [resources] if isinstance(resources, str) else list(resources)
-        joined = ",".join(item.strip() for item in items if item.strip())
-        if not joined:
-            raise ValueError("give at least one resource, e.g. 'localhost:12434'")
-        return joined
-
-    def policy_allow(self, resources: str | Sequence[str], sandbox: str | None = None) -> str | None:
-        """`sbx policy allow network …`; the new rule's id when sbx prints it."""
-        done = self.run(["policy", "allow", "network", *self.scope_args(sandbox), self._resources(resources)])
-        return sbx_output.parse_added_id(done.text)
-
-    def policy_deny(self, resources: str | Sequence[str], sandbox: str | None = None) -> str | None:
-        """`sbx policy deny network …`; the new rule's id when sbx prints it."""
-        done = self.run(["policy", "deny", "network", *self.scope_args(sandbox), self._resources(resources)])
-        return sbx_output.parse_added_id(done.text)
-
-    def policy_rm(self, resource: str | None = None, rule_id: str | None = None, sandbox: str | None = None) -> None:
-        """`sbx policy rm network --resource R` or `--id UUID` (exactly one of them)."""
-        if (resource is None) == (rule_id is None):
-            raise ValueError("give exactly one of resource= or rule_id=")
-        what = ["--resource", resource] if resource is not None else ["--id", str(rule_id)]
-        self.run(["policy", "rm", "network", *self.scope_args(sandbox), *what])
 
     def policy_rules(self) -> list[PolicyRule]:
         """The network rules: `--json` from v0.35 (`--wide` if that is not the documented JSON), else the table."""
@@ -160,7 +138,7 @@ class SbxCli(Cli):
         """`sbx policy check network TARGET` (v0.35+): would the policy let it through?
 
         It matches the literal name, while enforcement rewrites `host.docker.internal` to
-        `localhost` first (reference §1.6): check `localhost:PORT` for host services.
+        `localhost` first (docs/sbx-dmr-facts.md §1.6): check `localhost:PORT` for host services.
         """
         version = self.version()
         if not version.at_least(0, 35):

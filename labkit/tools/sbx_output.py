@@ -1,6 +1,6 @@
 """Parse what `sbx` prints, in every documented version, into labkit's records (pure, no I/O).
 
-Variants (shared/reference/sbx-dmr.md, Part 1):
+Variants (docs/sbx-dmr-facts.md, Part 1):
 * `sbx ls`: table `SANDBOX AGENT STATUS PORTS WORKSPACE`, `--json` (``ports`` absent when
   none), `No sandboxes found.`.
 * `sbx policy ls`: v0.23 `NAME TYPE DECISION RESOURCES` (blank line between rules), the older
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import fixes
+from ..errors import ToolError
 from ..records import PolicyLogEntry, PolicyRule, SandboxInfo
 from ._table import columns, read_row, read_table, split_list
-from .errors import ToolError
 
 DAEMON_START = "Starting sandboxd daemon"
 NO_SANDBOXES = "No sandboxes found."
@@ -327,8 +328,8 @@ def _last_seen(cell: str, now: datetime | None = None) -> datetime | None:
 def init_command(version: SbxVersion | None) -> str:
     """How to initialise the policy on this version: `init` from v0.34, `set-default` before."""
     if version is None or not version.known:
-        return "sbx policy init balanced   (before sbx v0.34: sbx policy set-default balanced)"
-    return "sbx policy init balanced" if version.at_least(0, 34) else "sbx policy set-default balanced"
+        return f"{fixes.SBX_POLICY_INIT}   (before sbx v0.34: sbx policy set-default balanced)"
+    return fixes.SBX_POLICY_INIT if version.at_least(0, 34) else "sbx policy set-default balanced"
 
 
 _LOGIN = re.compile(r"session has expired|sign-in flow|not (?:signed|logged) in|please (?:sign|log) in", re.I)
@@ -343,10 +344,10 @@ def classify(text: str, version: SbxVersion | None = None) -> ToolError | None:
     """The known sbx failure in ``text`` (a failed command's output), or None."""
     if _LOGIN.search(text):
         return ToolError("sbx is not signed in (your Docker session is missing or has expired)",
-                         "sign in once in a terminal: sbx login", "not_signed_in", detail=text)
+                         fixes.SBX_LOGIN, "not_signed_in", detail=text)
     if _DAEMON.search(text):
         return ToolError("the sbx daemon (sandboxd) is not running and did not start",
-                         "run: sbx daemon start   (then check: sbx ls)", "daemon_not_running", detail=text)
+                         fixes.SBX_DAEMON, "daemon_not_running", detail=text)
     if UNINITIALISED in text:
         return ToolError("sbx's network policy has not been initialised yet",
                          f"run: {init_command(version)}", "policy_not_initialised", detail=text)
@@ -356,12 +357,12 @@ def classify(text: str, version: SbxVersion | None = None) -> ToolError | None:
     m = _UNKNOWN.search(text)
     if m:
         return ToolError(f"this sbx ({version or 'version unknown'}) does not support it: {m[0]}",
-                         "upgrade sbx (see: sbx version), or run the course in embedded mode", "unsupported",
+                         fixes.UPGRADE_SBX, "unsupported",
                          detail=text)
     return None
 
 
 def missing_sandbox(name: str, detail: str = "") -> ToolError:
     return ToolError(f"there is no sandbox named '{name}'",
-                     f"create it: sbx create --name {name} shell .   (list them: sbx ls)", "sandbox_not_found",
+                     f"create it: {fixes.create_sandbox(name)}   (list them: sbx ls)", "sandbox_not_found",
                      detail=detail)

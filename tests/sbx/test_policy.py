@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labkit.records import PolicyRule
-from labkit.sbx.policy import Policy, PolicyError, parse_resource, parse_resources, parse_target
+from labkit.sbx.policy import Policy, PolicyError, deciding, parse_resource, parse_resources, parse_target
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.fast]
 
 
 def rule(decision: str, *resources: str, applies_to: str = "all", rid: str = "") -> PolicyRule:
@@ -65,6 +65,14 @@ def test_deny_beats_allow_and_default_is_deny() -> None:
     assert not default.allowed and default.rule is None
     assert default.block_message() == ("Blocked by network policy: domain example.com:80\n"
                                        "  detail: no matching allow rule — blocked by default deny policy\n")
+
+
+def test_deciding_is_the_first_deny_else_the_first_allow_else_none() -> None:
+    """The one place deny beats allow: the proxy decides with it, and so do readers of `sbx policy ls`."""
+    allow, first_deny, second_deny = rule("allow", "a.com"), rule("deny", "a.com", rid="d1"), rule("deny", "a.com")
+    assert deciding([allow, first_deny, second_deny]) is first_deny
+    assert deciding([allow, rule("allow", "a.com:443")]) is allow
+    assert deciding([]) is None  # no rule names it: the default deny
 
 
 def test_sandbox_scoped_rules_apply_to_their_sandbox_only() -> None:

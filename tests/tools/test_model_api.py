@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import httpx
 import pytest
 
+from labkit.errors import ToolError
 from labkit.records import ModelInfo
-from labkit.tools.errors import ToolError
 from labkit.tools.model_api import ChatResult, ModelApi
 from labkit.tools.model_cli import ModelCli
+from tests.support import free_port
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.fast]
 
 TAG = "docker.io/ai/smollm2:360M-Q4_K_M"
 STORE = [{"id": "sha256:354bf30d0aa3af413d2aa5ae4f23c66d78980072d1e07a5b0d776e9606a2f0b9", "tags": [TAG],
@@ -177,18 +177,12 @@ def test_timeout() -> None:
     assert err.kind == "timeout"
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize(("fail", "kind"), [("", "dmr_tcp_disabled"), ("dmr_tcp_disabled", "dmr_tcp_disabled"),
                                             ("dmr_down", "dmr_not_running"), ("daemon_down", "daemon_not_running")])
 def test_nothing_answers_asks_the_cli_why(fake_env, monkeypatch: pytest.MonkeyPatch, fail: str, kind: str) -> None:
     """A refused connection: the runner is up (so its TCP port is off), or down, or Docker itself is."""
     monkeypatch.setenv("FAKE_FAIL", fail)
-    port = closed_port()
+    port = free_port()
     with ModelApi(f"http://127.0.0.1:{port}", cli=ModelCli(["docker", "model"])) as api:
         err = caught(api.model_ids)
     assert err.kind == kind
@@ -198,13 +192,13 @@ def test_nothing_answers_asks_the_cli_why(fake_env, monkeypatch: pytest.MonkeyPa
 
 
 def test_nothing_answers_without_a_cli() -> None:
-    with ModelApi(f"http://127.0.0.1:{closed_port()}") as api:
+    with ModelApi(f"http://127.0.0.1:{free_port()}") as api:
         err = caught(lambda: api.chat(TAG, "hi"))
     assert err.kind == "dmr_not_running"
 
 
 def test_fixes_for_the_mode() -> None:
-    with ModelApi(f"http://127.0.0.1:{closed_port()}", fixes={"dmr_not_running": "labkit up"}) as api:
+    with ModelApi(f"http://127.0.0.1:{free_port()}", fixes={"dmr_not_running": "labkit up"}) as api:
         assert caught(api.models).fix == "labkit up"
 
 

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
+from labkit.errors import ToolError
 from labkit.records import ModelInfo, display_name
 from labkit.tools import model_output as mo
-from labkit.tools.errors import ToolError
 from labkit.tools.model_cli import ModelCli
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.fast]
 
 SMOLLM2_ID = "sha256:354bf30d0aa3af413d2aa5ae4f23c66d78980072d1e07a5b0d776e9606a2f0b9"
 

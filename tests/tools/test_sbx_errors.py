@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from labkit.tools.errors import ToolError
+from labkit.errors import ToolError
 from labkit.tools.sbx_cli import SbxCli
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.fast]
 
 
 def caught(call) -> ToolError:
@@ -57,14 +57,15 @@ def test_policy_not_initialised_names_the_verb_of_this_version(sbx: SbxCli, work
 def test_policy_uninitialised_by_injection(sbx: SbxCli, monkeypatch: pytest.MonkeyPatch) -> None:
     sbx.policy_init("balanced")
     monkeypatch.setenv("FAKE_FAIL", "policy_uninit")
-    assert_clear(caught(lambda: sbx.policy_allow("localhost:12434")), "policy_not_initialised")
+    allow = ["policy", "allow", "network", "localhost:12434"]
+    assert_clear(caught(lambda: sbx.run(allow)), "policy_not_initialised")
 
 
 @pytest.mark.parametrize("version", ["0.23.0", "0.42.1"], indirect=True)
 def test_sandbox_not_found_in_both_wordings(sbx: SbxCli) -> None:
     sbx.policy_init("balanced")
     for call in (lambda: sbx.exec("ghost", ["true"]), lambda: sbx.stop("ghost"), lambda: sbx.rm("ghost"),
-                 lambda: sbx.policy_allow("example.com", sandbox="ghost")):
+                 lambda: sbx.run(["policy", "allow", "network", *sbx.scope_args("ghost"), "example.com"])):
         err = caught(call)
         assert_clear(err, "sandbox_not_found")
         assert err.message == "there is no sandbox named 'ghost'"

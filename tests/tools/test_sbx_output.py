@@ -9,6 +9,8 @@ import pytest
 from labkit.records import PolicyLogEntry, PolicyRule, SandboxInfo
 from labkit.tools import sbx_output as so
 
+pytestmark = pytest.mark.fast
+
 # §1.4, the table from the docs (its PORTS cell runs one space into WORKSPACE's column).
 LS_TABLE = """\
 SANDBOX         AGENT   STATUS   PORTS                    WORKSPACE
