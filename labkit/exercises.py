@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import fixes
 from .checks.evidence import AGENT_PATH, CHAT_PATH, is_live, model_records, record_line
 from .checks.result import CheckResult, failed, passed
 
@@ -46,7 +47,7 @@ def second_sandbox(lab: Lab, name: str) -> CheckResult:
     if lab.sandbox(name).exists:
         return _show(passed(f"exercise: sandbox '{name}' exists (sbx ls)", []))
     return _show(failed(f"exercise: no sandbox named '{name}' yet",
-                        f'lab.host("sbx create --name {name} shell .", cwd=WORKDIR)'))
+                        f'lab.host("{fixes.create_sandbox(name)}", cwd=WORKDIR)'))
 
 
 def extra_rule(lab: Lab, host: str) -> CheckResult:
@@ -56,7 +57,7 @@ def extra_rule(lab: Lab, host: str) -> CheckResult:
         return _show(passed(f"exercise: your local rule allows {host}",
                             [f"sbx policy ls: allow {', '.join(mine[0].resources)}"]))
     return _show(failed(f"exercise: no local allow rule for {host} yet",
-                        f'lab.host(f"sbx policy allow network {host}")'))
+                        f'lab.host(f"{fixes.allow_network(host)}")'))
 
 
 def workspace_file(workdir: str, name: str, contains: str | None = None, what: str = "") -> CheckResult:

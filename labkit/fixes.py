@@ -22,6 +22,7 @@ SET_UP_COURSE = f"set up the course first: {MAKE_LAB} (from the course folder)"
 INSTALL_AGENTS = f"{MAKE_LAB}   (it installs the pinned agents into .agents/)"
 DOCTOR = "labkit doctor"
 RUN_DOCTOR = f"run `{DOCTOR}`"
+RUN_IN_TERMINAL = "run the command in a terminal to see why"  # a plain non-zero exit: its output says why
 LLAMA_BUILD = "scripts/llama-build.sh --force"
 REBUILD_LLAMA = f"{LLAMA_BUILD} .venv/bin/python   (in the course folder; about 4 minutes)"
 
@@ -78,10 +79,15 @@ SBX_LOGIN = "sign in once in a terminal: sbx login"
 SBX_DAEMON = "run: sbx daemon start   (then check: sbx ls)"
 SBX_POLICY_INIT = "sbx policy init balanced"
 UPGRADE_SBX = f"upgrade sbx (see: sbx version), or {RUN_EMBEDDED}"
+LIST_RULES = "sbx policy ls"
 
 
 def create_sandbox(name: str) -> str:
     return f"sbx create --name {name} shell ."
+
+
+def remove_sandbox(name: str) -> str:
+    return f"sbx rm -f {name}"
 
 
 def _scope(sandbox: str | None) -> str:

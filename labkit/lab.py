@@ -117,7 +117,7 @@ class Lab:
 
         if model and self.api.model_id_for(model) is None:
             need(f"→ this notebook needs the model {model} (notebook 01 pulls it): pulling it now")
-            self.host(f"docker model pull {model}").check()
+            self.host(fixes.pull_model(model)).check()
         if workdir and not os.path.isdir(workdir):
             need(f"→ this notebook needs the workspace {workdir} (notebook 02 makes it): making it now")
             self.host(["mkdir", "-p", workdir])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from labkit.sbx.store import SandboxError, SandboxNotFound
 pytestmark = [pytest.mark.timeout(60), pytest.mark.fast]
 
 PACKAGE = Path(labkit.__file__).parent
+# A course command with a name or a resource filled in: a fix, built by fixes.py alone.
+COMMAND_TEMPLATE = re.compile(r"(sbx create --name|sbx rm -f|docker model pull|sbx policy (allow|deny|rm) network) ?\{")
 
 
 def test_every_failure_that_reaches_a_user_is_a_lab_error() -> None:
@@ -63,9 +66,16 @@ def test_embedded_fixes_name_only_known_failure_kinds() -> None:
 
 @pytest.mark.parametrize("fact", ["docker desktop enable model-runner", "scripts/llama-build.sh --force",
                                   "it installs the pinned agents", "sign in once in a terminal",
-                                  "Docker Engine: docker model install-runner", "start the embedded lab:"])
+                                  "Docker Engine: docker model install-runner", "start the embedded lab:",
+                                  "run the command in a terminal to see why"])
 def test_each_fix_is_written_once_in_fixes(fact: str) -> None:
     homes = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py")) if fact in p.read_text()]
+    assert homes == ["fixes.py"]
+
+
+def test_fix_commands_with_a_name_filled_in_are_built_only_in_fixes() -> None:
+    homes = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py"))
+             if COMMAND_TEMPLATE.search(p.read_text())]
     assert homes == ["fixes.py"]
 
 
@@ -73,5 +83,8 @@ def test_fix_commands_are_what_a_learner_types() -> None:
     assert fixes.allow_network("localhost:12434") == "sbx policy allow network localhost:12434"
     assert fixes.deny_network("example.com", sandbox="box") == "sbx policy deny network --sandbox box example.com"
     assert fixes.remove_rule("localhost:12434") == "sbx policy rm network --resource localhost:12434"
+    assert fixes.create_sandbox("box") == "sbx create --name box shell ."
+    assert fixes.remove_sandbox("box") == "sbx rm -f box"
+    assert fixes.pull_model("ai/smollm2") == "docker model pull ai/smollm2"
     assert fixes.allow_model_port(8080) == "allow the model port (notebook 03): sbx policy allow network localhost:8080"
     assert fixes.START_DMR.startswith("docker desktop enable model-runner --tcp 12434")

@@ -17,6 +17,7 @@ import html
 import io
 import os
 import sys
+from collections.abc import Collection
 from typing import Any, TextIO, cast
 
 FONT_SIZE = "22px"
@@ -39,19 +40,20 @@ def _kernel_stream(stream: TextIO) -> bool:
     return iostream is not None and isinstance(stream, iostream.OutStream)
 
 
-def render(text: str) -> str:
-    """The transcript as one HTML block: ``$ …`` lines and ``✗ …`` lines stand out.
+def render(text: str, failures: Collection[int] = ()) -> str:
+    """The transcript as one HTML block: ``$ …`` lines and failure lines stand out.
 
-    A transcript is text (the runner writes it as a stream), so the marks are what there is to
-    go by: the runner's own status line (``✗ error`` or ``[exit N]``) and the ✗ lines that
-    labkit's commands print for the reader.
+    ``failures`` are the numbers (from 0) of the lines the runner wrote as a failed command's
+    status line: it says so with a boolean (``write_status``), whatever the line reads. The
+    ✗ lines that labkit's commands print for the reader are the command's output, text that
+    carries nothing but its mark, so that mark is what they are known by.
     """
     rows = []
-    for line in text.split("\n"):
+    for number, line in enumerate(text.split("\n")):
         escaped = html.escape(line)
         if line.startswith("$ "):
             escaped = f'<span style="{COMMAND_STYLE}">{escaped}</span>'
-        elif line.startswith(("✗ ", "[exit ")) and line != "[exit 0]":
+        elif number in failures or line.startswith("✗ "):
             escaped = f'<span style="{FAILURE_STYLE}">{escaped}</span>'
         rows.append(escaped)
     return f'<pre class="labkit-presenter" style="{STYLE}">' + "\n".join(rows).rstrip("\n") + "</pre>"
@@ -62,6 +64,7 @@ class Transcript(io.TextIOBase):
 
     def __init__(self) -> None:
         self.text = ""
+        self.failures: set[int] = set()  # numbers of the lines that are a failed command's status
         self._handle: Any = None
         self._shown = ""
 
@@ -72,18 +75,33 @@ class Transcript(io.TextIOBase):
         self.text += text
         return len(text)
 
+    def status(self, line: str, ok: bool) -> None:
+        """The runner's status line, on a line of its own; ``ok`` false makes it stand out as a failure."""
+        if not ok:
+            self.failures.add(self.text.count("\n"))
+        self.write(line + "\n")
+
     def flush(self) -> None:
         plain = self.text.rstrip("\n")
         if plain == self._shown:
             return
         from IPython.display import display
 
-        bundle = {"text/plain": plain, "text/html": render(self.text)}
+        bundle = {"text/plain": plain, "text/html": render(self.text, self.failures)}
         if self._handle is None:
             self._handle = display(bundle, raw=True, display_id=True)
         else:
             self._handle.update(bundle, raw=True)
         self._shown = plain
+
+
+def write_status(out: TextIO, line: str, ok: bool) -> None:
+    """The runner's status line for a command: a presenter block colours it from ``ok``; any other
+    stream gets the line as text."""
+    if isinstance(out, Transcript):
+        out.status(line, ok)
+    else:
+        out.write(line + "\n")
 
 
 def stream(default: TextIO) -> TextIO:

@@ -192,7 +192,9 @@ class _Echo:
             self.printed += line.endswith("\n")
         self.out.flush()
 
-    def finish(self, status: str | None) -> None:
+    def finish(self, result: Result) -> None:
+        """Show what was held back, then the status line of a command that did not succeed, passed on
+        with the result's ``ok`` (a presenter block colours it from that, not from its text)."""
         if self.out is None:
             return
         if self.held:
@@ -207,8 +209,8 @@ class _Echo:
                 self.last_char = line[-1]
         if self.last_char != "\n":
             self.out.write("\n")
-        if status:
-            self.out.write(status + "\n")
+        if not result.ok:
+            presenter.write_status(self.out, result.status_line(), result.ok)
         self.out.flush()
 
 
@@ -281,7 +283,7 @@ def run(
         error = f"{missing}: command not found — {hint}"
     result = Result(shown, argv, returncode, "".join(parts["stdout"]), stderr,
                     time.monotonic() - started, timed_out, error, chunks, echoed=sink is not None)
-    echo_.finish(None if result.ok else result.status_line())
+    echo_.finish(result)
     return result
 
 
@@ -347,5 +349,5 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def _failed(shown: str, argv: list[str], error: str, code: int, started: float, echo_: _Echo) -> Result:
     result = Result(shown, argv, code, "", "", time.monotonic() - started, error=error, echoed=echo_.out is not None)
-    echo_.finish(result.status_line())
+    echo_.finish(result)
     return result

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import fixes
 from .._core.runner import Result
 from .evidence import (
     AGENT_PATH,
@@ -74,7 +75,7 @@ def step2_sandbox(lab: Lab, name: str, workdir: str | Path | None = None, *, ech
         if mounted is None or mounted.resolve() != wanted.resolve():
             result = failed(f"Step 2: {name}'s workspace is {mounted and pretty_path(mounted)}, "
                             f"not {pretty_path(wanted)}",
-                            f"sbx rm -f {name}, then: cd {workdir} && sbx create --name {name} shell .",
+                            f"{fixes.remove_sandbox(name)}, then: cd {workdir} && {fixes.create_sandbox(name)}",
                             result.evidence)
         else:
             result = CheckResult(True, result.line, (*result.evidence, f"workspace: {pretty_path(wanted)} "
@@ -99,7 +100,7 @@ def step5_network(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
     not required, and the evidence says so.
     """
     parts = [reached_model_api(lab, name)]
-    if lab.isolation.startswith("process"):
+    if lab.tier == "process":
         parts.append(passed("", ["networking facts: not enforced in the process tier (no network namespace)"]))
     else:
         parts.append(networking_facts(lab, name))
@@ -171,7 +172,7 @@ def agent_blocked(lab: Lab, name: str, blocked: Result | None = None, *, echo: b
         code = blocked.returncode
         parts.append(passed("", [f"the agent failed (exit {code}): it could not reach the model"]) if code else
                      failed("Step 8: the agent still succeeded under the deny rule",
-                            f"sbx policy ls: is the deny rule for {lab.endpoints.rule} there?"))
+                            f"{fixes.LIST_RULES}: is the deny rule for {lab.endpoints.rule} there?"))
     return _shown(all_of("Step 8", f"the deny rule cut the agent in {name} off from the model", parts), echo)
 
 
@@ -226,7 +227,7 @@ def only_model_port(lab: Lab, name: str, *, echo: bool = True) -> CheckResult:
             return failed(f"Step 8: no allowed request from {name} to {target}", f"run the agent in {name}", lines)
         if others:
             return failed(f"Step 8: the agent in {name} also reached {', '.join(others)}",
-                          f"deny them: sbx policy deny network {','.join(others)}", lines)
+                          f"deny them: {fixes.deny_network(','.join(others))}", lines)
         return passed(f"Step 8: the agent in {name} reached only the model port, {target}", lines)
 
     return _shown(guarded("Step 8", probe), echo)

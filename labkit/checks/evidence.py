@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..records import PolicyLogEntry, RuleDecision
-from ..tools.errors import ToolError
+from ..errors import LabError
+from ..records import PolicyLogEntry, RuleDecision, rule_text
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -61,9 +61,8 @@ def record_line(rec: AuditRecord) -> str:
     """One record as evidence: what, from where, to where, decided by which rule, with what status."""
     path = urlsplit(rec.url).path if "://" in rec.url else rec.url
     verdict = "allowed" if rec.decision == "allow" else "blocked"
-    rule = rec.rule.get("text") or rec.rule.get("id", "")
     return (f"audit record: {rec.method} {path} from sandbox {rec.sandbox} via {rec.host}:{rec.port} → "
-            f"{verdict} by '{rule}', HTTP {rec.status}")
+            f"{verdict} by '{rule_text(rec.rule)}', HTTP {rec.status}")
 
 
 def is_model_port(entry: PolicyLogEntry, port: int) -> bool:
@@ -87,7 +86,7 @@ def workspace_of(lab: Lab, sandbox: str, workspace: str | Path | None) -> Path |
         return Path(workspace).expanduser()
     try:
         info = lab.sandbox(sandbox).info
-    except ToolError:
+    except LabError:
         return None
     return Path(info.workspaces[0]) if info and info.workspaces else None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import fixes
 from ..records import PolicyRule
 from .result import CheckResult, failed, guarded, passed
 
@@ -24,7 +25,8 @@ def rule_in_force(lab: Lab, decision: str = "allow", resource: str | None = None
                   sandbox: str | None = None, step: str = "") -> CheckResult:
     """Steps 3 and 8: the rule in force for ``resource`` (default the model port) is ``decision``.
 
-    Deny beats allow, so "allow" needs an allow rule and no deny rule that applies.
+    Deny beats allow (``lab.policy.in_force`` decides), so "allow" needs an allow rule and no
+    deny rule that applies.
     """
     resource = resource or lab.endpoints.rule
     pre = f"{step}: " if step else ""
@@ -33,18 +35,17 @@ def rule_in_force(lab: Lab, decision: str = "allow", resource: str | None = None
     def probe() -> CheckResult:
         rules = [r for r in lab.policy.rules_for(resource) if r.applies_to in ("all", sandbox or "all")]
         evidence = [_rule_text(r) for r in rules] or [f"sbx policy ls: no rule names {resource}"]
-        allows = [r for r in rules if r.decision == "allow"]
-        denies = [r for r in rules if r.decision == "deny"]
-        scope = f" --sandbox {sandbox}" if sandbox else ""
+        in_force = lab.policy.in_force(resource, sandbox)
+        decided = in_force.decision if in_force is not None else None
         if decision == "allow":
-            if denies:
+            if decided == "deny":
                 return failed(f"{pre}a deny rule for {resource} is in force (deny beats allow)",
-                              f"sbx policy rm network{scope} --resource {resource}", evidence)
-            if not allows:
+                              fixes.remove_rule(resource, sandbox), evidence)
+            if decided is None:
                 return failed(f"{pre}no rule allows {resource}: the default deny applies",
-                              f"sbx policy allow network{scope} {resource}", evidence)
-        elif not denies:
-            return failed(f"{pre}no deny rule names {resource}", f"sbx policy deny network{scope} {resource}", evidence)
+                              fixes.allow_network(resource, sandbox), evidence)
+        elif decided != "deny":
+            return failed(f"{pre}no deny rule names {resource}", fixes.deny_network(resource, sandbox), evidence)
         return passed(what, evidence)
 
     return guarded(what, probe)
@@ -65,7 +66,7 @@ def policy_check(lab: Lab, target: str, allowed: bool = True, sandbox: str | Non
         evidence = [f"sbx policy check network {target}: {'Allowed' if got else 'Denied'}"]
         if got == allowed:
             return passed(what, evidence)
-        fix = f"sbx policy {'allow' if allowed else 'deny'} network {target}"
+        fix = (fixes.allow_network if allowed else fixes.deny_network)(target)
         return failed(f"sbx policy check network {target} says {'Allowed' if got else 'Denied'}", fix, evidence)
 
     return guarded(what, probe)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .. import fixes
 from .._core.runner import CommandFailed
-from ..tools.errors import ToolError
+from ..errors import LabError
 
 PASS_MARK = "✓"
 FAIL_MARK = "✗"
@@ -65,18 +66,17 @@ def failed(what: str, fix: str, evidence: Iterable[str] = ()) -> CheckResult:
     return CheckResult(False, verdict_line(False, what, fix), tuple(evidence), fix)
 
 
-def tool_failure(what: str, err: ToolError | CommandFailed) -> CheckResult:
-    """A tool that cannot answer is a ✗ with its own fix, never a traceback."""
-    if isinstance(err, ToolError):
-        return failed(f"{what}: {err.message}", err.fix or "run `labkit doctor`")
-    return failed(f"{what}: {err}", "run the command in a terminal to see why")
+def tool_failure(what: str, err: LabError) -> CheckResult:
+    """A tool, command or service that cannot answer is a ✗ with its own fix, never a traceback."""
+    default = fixes.RUN_IN_TERMINAL if isinstance(err, CommandFailed) else fixes.RUN_DOCTOR
+    return failed(f"{what}: {err.message}", err.fix or default)
 
 
 def guarded(what: str, probe: Callable[[], CheckResult]) -> CheckResult:
-    """Run ``probe``; a tool failure becomes its ✗ result (bugs still raise)."""
+    """Run ``probe``; a failure the lab reports (any ``LabError``) becomes its ✗ result (bugs still raise)."""
     try:
         return probe()
-    except (ToolError, CommandFailed) as err:
+    except LabError as err:
         return tool_failure(what, err)
 
 

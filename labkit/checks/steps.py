@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import fixes
 from ..records import display_name
 from .evidence import (
     AGENT_PATH,
@@ -37,13 +38,13 @@ def model_pulled(lab: Lab, model: str) -> CheckResult:
         wanted = display_name(model)
         local = next((m for m in lab.models() if wanted in {display_name(t) for t in m.tags}), None)
         if local is None:
-            return failed(f"Step 1: {model} is not in the local model store", f"docker model pull {model}",
+            return failed(f"Step 1: {model} is not in the local model store", fixes.pull_model(model),
                           ["docker model ls: not listed"])
         ids = [i for i in lab.model_ids() if display_name(i) == wanted]
         evidence = [f"docker model ls: {local.name} ({local.parameters}, {local.quantization}, {local.size})"]
         if not ids:
             return failed(f"Step 1: {model} is pulled but {lab.endpoints.host}/models does not list it",
-                          "check the runner: docker model status", evidence)
+                          f"check the runner: {fixes.DMR_STATUS}", evidence)
         evidence.append(f"GET /engines/llama.cpp/v1/models: id {ids[0]}")
         return passed(f"{what} and the model API serves it as {ids[0]}", evidence)
 
@@ -58,7 +59,7 @@ def sandbox_listed(lab: Lab, name: str) -> CheckResult:
         info = lab.sandbox(name).info
         if info is None:
             return failed(f"Step 2: `sbx ls` does not list a sandbox named {name}",
-                          f"sbx create --name {name} shell .", ["sbx ls: not listed"])
+                          fixes.create_sandbox(name), ["sbx ls: not listed"])
         return passed(f"{what} (agent {info.agent})", [f"sbx ls: {info.name} {info.agent} {info.status}"])
 
     return guarded(what, probe)
@@ -71,11 +72,11 @@ def inside_sandbox(lab: Lab, name: str) -> CheckResult:
     def probe() -> CheckResult:
         box = lab.sandbox(name)
         if not box.exists:
-            return failed(f"Step 4: there is no sandbox named {name}", f"sbx create --name {name} shell .")
+            return failed(f"Step 4: there is no sandbox named {name}", fixes.create_sandbox(name))
         result = box.exec("hostname", echo=False)
         got = result.stdout.strip()
         evidence = [f"sbx exec {name} hostname: {got or result.error or f'exit {result.returncode}'}"]
-        if result.ok and lab.isolation.startswith("process"):
+        if result.ok and lab.tier == "process":
             # no UTS namespace in the process tier: the command ran, but the hostname is the host's
             return passed(f"{what} (process tier: own hostname not enforced)", evidence)
         if not result.ok or got != name:
@@ -94,7 +95,7 @@ def networking_facts(lab: Lab, name: str) -> CheckResult:
     def probe() -> CheckResult:
         box = lab.sandbox(name)
         if not box.exists:
-            return failed(f"Step 5: there is no sandbox named {name}", f"sbx create --name {name} shell .")
+            return failed(f"Step 5: there is no sandbox named {name}", fixes.create_sandbox(name))
         refused = box.exec(f"curl -s -o /dev/null localhost:{port}", echo=False)
         alias = box.exec(f"getent hosts {HOST_ALIAS}", echo=False)
         other = box.exec("getent hosts model-runner.docker.internal", echo=False)
@@ -110,7 +111,7 @@ def networking_facts(lab: Lab, name: str) -> CheckResult:
             return passed(what, evidence)
         wrong = next(text for ok, text in facts if not ok)
         return failed(f"Step 5: unexpected inside {name}: {wrong}",
-                      f"check the isolation tier (labkit doctor; {lab.isolation})", evidence)
+                      f"check the isolation tier ({fixes.DOCTOR}; {lab.isolation})", evidence)
 
     return guarded(what, probe)
 
@@ -203,7 +204,7 @@ def agent_reached(lab: Lab, name: str) -> CheckResult:
 def blocked_by_deny(lab: Lab, name: str) -> CheckResult:
     """Step 8, "try breaking it": a request from ``name`` to the model port was blocked by a deny rule."""
     what = f"Step 8: the deny rule blocked {name}'s requests to {lab.endpoints.rule}"
-    fix = f"sbx policy deny network {lab.endpoints.rule}, then run the agent in {name} again"
+    fix = f"{fixes.deny_network(lab.endpoints.rule)}, then run the agent in {name} again"
 
     def probe() -> CheckResult:
         crossed = crossing(lab, name, blocked=True)

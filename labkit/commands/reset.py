@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .._core import paths
 from ..dmr.store import Store, StoreError
+from ..errors import LabError
 from ..sbx import audit, rules, runtime, store
 from ..sbx.policy import PolicyError
 
@@ -43,7 +44,7 @@ def remove_sandboxes() -> list[Step]:
     for sandbox in healthy:
         try:
             runtime.remove(sandbox.name)
-        except (store.SandboxError, PolicyError, OSError) as exc:
+        except (LabError, OSError) as exc:
             steps.append(Step(f"sandbox {sandbox.name}: not removed ({str(exc).splitlines()[0]})", ok=False))
             continue
         steps.append(Step(f"sandbox {sandbox.name}: removed, with its home and rules "

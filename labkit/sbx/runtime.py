@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from .. import fixes
 from .._core import paths
 from ..records import SandboxInfo
 from . import guest_agents, isolation, rules, service, store
@@ -278,7 +279,7 @@ def prepare(name: str, cmd: list[str], env: dict[str, str] | None = None, workdi
     missing = [ws for ws in sandbox.workspaces if not os.path.isdir(ws)]
     if missing:
         raise store.SandboxError(f"ERROR: the workspace {missing[0]} of sandbox '{name}' no longer exists; "
-                                 f"recreate the folder, or remove the sandbox: sbx rm -f {name}")
+                                 f"recreate the folder, or remove the sandbox: {fixes.remove_sandbox(name)}")
     tier = isolation.detect()
     ep = service.endpoint(name)
     sandbox = store.set_status(sandbox, "running")  # sbx: "If the sandbox is stopped, it is started first."

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from .. import fixes
 from .._core import paths
 from ..errors import LabError
 from ..records import SandboxInfo
@@ -39,7 +40,7 @@ class SandboxNotFound(SandboxError):
     def __init__(self, name: str) -> None:
         self.name = name
         # sbx's wording (docs/sbx-dmr-facts.md §1.1, 2026-08), with a concrete command to type.
-        super().__init__(f"ERROR: no sandbox named '{name}'\n\nTo create one:\n  sbx create --name {name} shell .")
+        super().__init__(f"ERROR: no sandbox named '{name}'\n\nTo create one:\n  {fixes.create_sandbox(name)}")
 
 
 def validate_name(name: str) -> str:
@@ -110,7 +111,7 @@ def create(name: str, agent: str, workspaces: list[str]) -> Sandbox:
     except FileExistsError:
         raise SandboxError(
             f"ERROR: a sandbox named '{name}' already exists; use it (sbx exec {name} …) "
-            f"or remove it first: sbx rm -f {name}"
+            f"or remove it first: {fixes.remove_sandbox(name)}"
         ) from None
     # Whether `sbx create` leaves the sandbox running or stopped is UNCONFIRMED; an embedded
     # sandbox has no VM to boot, so it is ready ("running") as soon as it exists.
@@ -140,7 +141,7 @@ def get(name: str) -> Sandbox:
         raise SandboxNotFound(name) from None
     except (OSError, ValueError) as exc:
         raise SandboxError(f"ERROR: the record of sandbox '{name}' is damaged ({exc}); "
-                           f"remove it: sbx rm -f {name}") from exc
+                           f"remove it: {fixes.remove_sandbox(name)}") from exc
     return Sandbox(data["name"], data["agent"], tuple(data["workspaces"]), data.get("status", "stopped"),
                    data.get("created", ""))
 

@@ -14,12 +14,10 @@ from typing import Any
 
 import ipywidgets as W
 
-from .._core import presenter, runner
-from .._core.daemon import ServiceError
+from .._core import presenter
 from ..checks.result import verdict_line
-from ..tools.errors import ToolError
+from ..errors import LabError, ToolError
 
-FAILURES = (ToolError, runner.CommandFailed, ServiceError)
 MONO = "font-family: var(--jp-code-font-family, monospace);"
 BLOCKED_BG = "#fde2e1"
 OK_COLOR = "#067647"
@@ -41,11 +39,11 @@ def pre(text: str, extra: str = "") -> str:
             f"{html.escape(text)}</pre>")
 
 
-def failure_line(err: BaseException) -> str:
-    """One ✗ line for a failure: what happened, then the fix."""
-    if isinstance(err, ToolError):
-        return verdict_line(False, err.message, err.fix or "")
-    return verdict_line(False, str(err).splitlines()[0] if str(err) else type(err).__name__)
+def failure_line(err: LabError) -> str:
+    """One ✗ line for a failure: what happened, then the fix. A tool's message is shown whole; of any
+    other, its first line (a service's goes on with its log's tail)."""
+    what = err.message if isinstance(err, ToolError) else next(iter(err.message.splitlines()), type(err).__name__)
+    return verdict_line(False, what, err.fix)
 
 
 class Panel:
@@ -74,7 +72,7 @@ class Panel:
         """A tool failure becomes the status line; bugs still raise."""
         try:
             yield
-        except FAILURES as err:
+        except LabError as err:
             self._failed(failure_line(err))
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

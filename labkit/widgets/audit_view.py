@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import ipywidgets as W
 
-from ..records import RuleDecision
+from ..records import RuleDecision, rule_text
 from ._panel import BLOCKED_BG, MONO, Panel, font_size
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class AuditRow:
 def _record_row(rec: AuditRecord) -> AuditRow:
     parts = urlsplit(rec.url) if "://" in rec.url else None
     return AuditRow(sandbox=rec.sandbox or "-", target=f"{rec.host}:{rec.port}", decision=rec.decision,
-                    rule=rec.rule.get("text") or rec.rule.get("id", ""), method=rec.method,
+                    rule=rule_text(rec.rule), method=rec.method,
                     path=parts.path if parts else "", status=rec.status,
                     when=rec.when.astimezone().strftime("%H:%M:%S"))
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as W
 
+from .. import fixes
 from ..checks.result import verdict_line
 from ..records import ModelInfo, display_name
 from ._panel import Panel, font_size
@@ -24,7 +25,7 @@ def _client_id(model: ModelInfo, ids: list[str]) -> str:
 
 
 def _not_in_store(model: str) -> str:
-    return verdict_line(False, f"{model} is not in the local model store", f"docker model pull {model}")
+    return verdict_line(False, f"{model} is not in the local model store", fixes.pull_model(model))
 
 
 class ModelPicker(Panel):
@@ -77,7 +78,7 @@ class ModelPicker(Panel):
                                      for m in self.models]
             if not self.models:
                 self._set_status(verdict_line(False, "the local model store is empty",
-                                              f"docker model pull {self._wanted or 'ai/smollm2'}"), ok=False)
+                                              fixes.pull_model(self._wanted or "ai/smollm2")), ok=False)
                 return self.models
             self._set_status("")
             chosen = self._match(self._wanted) if self._wanted else None

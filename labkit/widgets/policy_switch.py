@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from .. import fixes
 from ..records import PolicyRule
 from ._panel import Panel, pre
 
@@ -29,15 +30,16 @@ class PolicySwitch(Panel):
         self.lab = lab
         self.resource = resource or lab.endpoints.rule
         self.rules: list[PolicyRule] = []
+        self.in_force: PolicyRule | None = None  # the global rule that decides (``lab.policy.in_force``)
         self.transcript = ""
         self._syncing = False
         self.toggle = W.ToggleButtons(options=[("✓ allow", "allow"), ("✗ deny", "deny")], value=None,
                                       description=self.resource, style={"description_width": "initial"},
-                                      tooltips=[f"sbx policy allow network {self.resource}",
-                                                f"sbx policy deny network {self.resource}"])
+                                      tooltips=[fixes.allow_network(self.resource),
+                                                fixes.deny_network(self.resource)])
         self.toggle.observe(self._on_toggle, "value")
         # Rules change in other cells and terminals too: this re-reads them (`sbx policy ls`).
-        self.refresh_button = W.Button(description="↻ refresh", tooltip="read the rules again: sbx policy ls",
+        self.refresh_button = W.Button(description="↻ refresh", tooltip=f"read the rules again: {fixes.LIST_RULES}",
                                        layout=W.Layout(width="auto"))
         self.refresh_button.on_click(lambda _: self.refresh())
         self.in_force_html = W.HTML()
@@ -57,16 +59,15 @@ class PolicySwitch(Panel):
 
     @property
     def decision(self) -> str | None:
-        """What the policy decides for the resource now: "deny" beats "allow"; None when no rule names it."""
-        applying = [r for r in self.rules if r.applies_to == "all"]
-        if any(r.decision == "deny" for r in applying):
-            return "deny"
-        return "allow" if any(r.decision == "allow" for r in applying) else None
+        """What the policy decides for the resource now, for every sandbox: the decision of the global rule
+        in force (deny beats allow); None when no global rule names it."""
+        return self.in_force.decision if self.in_force is not None else None
 
     def refresh(self) -> list[PolicyRule]:
         """Read the rules naming the resource back from `sbx policy ls`."""
         with self._guard():
             self.rules = self.lab.policy.rules_for(self.resource)
+            self.in_force = self.lab.policy.in_force(self.resource)
             self._syncing = True
             try:
                 self.toggle.value = self.decision
@@ -112,8 +113,8 @@ class PolicySwitch(Panel):
             for r in self.rules:
                 scope = "all sandboxes" if r.applies_to == "all" else f"sandbox {r.applies_to}"
                 lines.append(f"{r.decision:<5} {','.join(r.resources)}   ({r.origin}, {scope}, rule {r.id[:8]})")
-            both = {r.decision for r in self.rules if r.applies_to == "all"} == {"allow", "deny"}
-            verdict = {"allow": "allowed", "deny": "denied (deny beats allow)" if both else "denied"}.get(
+            beaten = any(r.applies_to == "all" and r.decision == "allow" for r in self.rules)  # by the deny in force
+            verdict = {"allow": "allowed", "deny": "denied (deny beats allow)" if beaten else "denied"}.get(
                 self.decision or "", "per sandbox only")
             text = f"in force for {self.resource}: {verdict}\n" + "\n".join(lines)
         self.in_force_html.value = pre(text)

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import ipywidgets as W
 
+from .. import fixes
 from .._core import runner
 from ..checks.policy import rule_in_force
 from ..checks.result import verdict_line
-from ..tools.errors import ToolError, refix
+from ..errors import ToolError, refix
 from ..tools.model_api import CRASH_MARK, engine_crashed, error_message
 from ._panel import MONO, Panel, failure_line, font_size, pre
 from .model_picker import ModelPicker
@@ -128,7 +129,8 @@ class PromptPanel(Panel):
             with self._guard():
                 model = self.model
                 if not model:
-                    raise ToolError("no model is selected", "pull one (docker model pull ai/smollm2), then refresh")
+                    raise ToolError("no model is selected",
+                                    f"pull one ({fixes.pull_model('ai/smollm2')}), then refresh")
                 if not self.prompt.strip():
                     raise ToolError("the prompt is empty", "type a prompt, then send")
                 if self.target == "sandbox" and self.sandbox:
@@ -179,7 +181,7 @@ class PromptPanel(Panel):
 
     def _send_from_sandbox(self, model: str, name: str) -> None:
         if not self.lab.sandbox(name).exists:
-            raise ToolError(f"there is no sandbox named '{name}'", f"sbx create --name {name} shell .",
+            raise ToolError(f"there is no sandbox named '{name}'", fixes.create_sandbox(name),
                             "sandbox_not_found")
         body = json.dumps({"model": model, "messages": self._messages(), "max_tokens": self.max_tokens,
                            "stream": True, "stream_options": {"include_usage": True}})
@@ -221,10 +223,10 @@ class PromptPanel(Panel):
             return True, verdict_line(True, f"reply from the local model, requested inside {name} through the "
                                             "policy proxy")
         if reply.status == 403:
-            fix = rule_in_force(self.lab, "allow").fix or "sbx policy ls"
+            fix = rule_in_force(self.lab, "allow").fix or fixes.LIST_RULES
             return False, verdict_line(False, f"HTTP 403 from the proxy: {said}", fix)
         if reply.status == 404 and "model not found" in said:
-            return False, verdict_line(False, f"HTTP 404: {said}", f"docker model pull {model}")
+            return False, verdict_line(False, f"HTTP 404: {said}", fixes.pull_model(model))
         if reply.status == 200:
             return False, verdict_line(False, *NO_TEXT)
         code = f"HTTP {reply.status}" if reply.status else f"curl exit {result.returncode}"

@@ -66,7 +66,7 @@ def test_steps2_4_5_sandbox_listed_and_really_inside(lab: Lab, workspace: Path) 
         inside = checks.inside_sandbox(lab, name)
         assert inside.ok, inside
         assert inside.evidence == (f"sbx exec {name} hostname: {name}",)
-        if lab.isolation.startswith("namespaced"):  # the process tier shares the host's loopback and DNS
+        if lab.tier == "namespaced":  # the process tier shares the host's loopback and DNS
             facts = checks.networking_facts(lab, name)
             assert facts.ok, facts
             assert facts.evidence[0] == f"curl localhost:{lab.endpoints.port} inside: connection refused (curl exit 7)"
