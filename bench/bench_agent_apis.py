@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -21,11 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ["LABKIT_HOME"] = tempfile.mkdtemp(prefix="labkit-bench-")
-with socket.socket() as _sock:
-    _sock.bind(("127.0.0.1", 0))
-    os.environ["LABKIT_DMR_PORT"] = str(_sock.getsockname()[1])
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support import free_port  # noqa: E402
+
+os.environ["LABKIT_HOME"] = tempfile.mkdtemp(prefix="labkit-bench-")
+os.environ["LABKIT_DMR_PORT"] = str(free_port())  # before labkit is imported: never the learner's 12434
 
 import httpx  # noqa: E402
 

@@ -8,7 +8,6 @@ prints one line per notebook and the total. Not part of the test suite.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,17 +15,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 GOAL_SECONDS = 120.0
+
+from tests.support import free_port  # noqa: E402
 
 
 def main() -> int:
     import papermill
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     home = tempfile.mkdtemp(prefix="labkit-bench-course-")
-    os.environ.update({"LABKIT_HOME": home, "LABKIT_DMR_PORT": str(port), "LABKIT_MODE": "embedded"})
+    os.environ.update({"LABKIT_HOME": home, "LABKIT_DMR_PORT": str(free_port()), "LABKIT_MODE": "embedded"})
     out_dir = Path(tempfile.mkdtemp(prefix="labkit-bench-out-"))
     total = 0.0
     try:

@@ -9,6 +9,9 @@ The loop, with a hard step cap: ask the model for one Python program, write it t
 workspace, run it, and if it fails, show the model the error and ask again.
 
     python3 -m labkit.agent [--model M] [--max-steps N] [--workspace DIR] "TASK"
+
+It is copied into sandboxes and runs there as a standalone file, so it imports nothing from
+labkit: its two fix commands are spelled out here (a test checks they match ``labkit.fixes``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from urllib.parse import urlsplit
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
-
-from . import fixes
 
 EXAMPLE_URL = "http://host.docker.internal:12434/engines/llama.cpp/v1"
 SYSTEM = ("You are a Python programmer. Reply with one complete Python program that solves the task, "
@@ -127,7 +128,7 @@ def pick_model(client: openai.OpenAI, base_url: str) -> str:
     models = [m.id for m in client.models.list()]
     if not models:
         raise ModelUnreachable(f"no models at {base_url}/models: pull one on the host "
-                               f"({fixes.pull_model('ai/smollm2:135M-Q4_1')})")
+                               "(docker model pull ai/smollm2:135M-Q4_1)")
     print(f"model: {models[0]} (the first of {len(models)} at {base_url}/models)")
     return models[0]
 
@@ -139,7 +140,7 @@ def explain(exc: openai.APIError, base_url: str) -> str:
         first = body[0] if body else exc.response.reason_phrase
         if exc.status_code == 403 and first.startswith("Blocked by network policy"):
             port = urlsplit(base_url).port or 12434
-            return f"{first} — fix on the host: {fixes.allow_network(f'localhost:{port}')}"
+            return f"{first} — fix on the host: sbx policy allow network localhost:{port}"
         if exc.status_code == 404:
             return f"the model server answered 404: {first} — check the exact model id with docker model ls"
         return f"the model server answered {exc.status_code}: {first}"

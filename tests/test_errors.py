@@ -79,6 +79,12 @@ def test_fix_commands_with_a_name_filled_in_are_built_only_in_fixes() -> None:
     assert homes == ["fixes.py"]
 
 
+def test_the_standalone_agent_spells_its_fixes_as_fixes_does() -> None:
+    text = (PACKAGE / "agent.py").read_text()
+    assert f"({fixes.pull_model('ai/smollm2:135M-Q4_1')})" in text
+    assert fixes.allow_network("localhost:{port}") in text
+
+
 def test_fix_commands_are_what_a_learner_types() -> None:
     assert fixes.allow_network("localhost:12434") == "sbx policy allow network localhost:12434"
     assert fixes.deny_network("example.com", sandbox="box") == "sbx policy deny network --sandbox box example.com"

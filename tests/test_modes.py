@@ -5,6 +5,8 @@ import pytest
 from labkit.runtime import modes
 from labkit.runtime.probes import DmrProbe, SbxProbe
 
+pytestmark = pytest.mark.fast
+
 NO_DMR = DmrProbe(12434, answering=False, detail="nothing answers")
 REAL_DMR = DmrProbe(12434, answering=True, embedded=False, models=["ai/smollm2"])
 OUR_DMR = DmrProbe(12434, answering=True, embedded=True)

@@ -9,6 +9,8 @@ import pytest
 
 from labkit._core import runner
 
+pytestmark = pytest.mark.fast
+
 PY = sys.executable
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,21 +20,10 @@ import psutil
 import pytest
 import websocket
 
+from tests.support import free_port, wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(240)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _answers(url: str) -> bool:
@@ -59,9 +47,9 @@ def _terminal_output(ws: websocket.WebSocket, marker: str, timeout: float) -> st
 
 
 def test_lab_terminal_has_labkit_and_ctrl_c_stops_the_lab(tmp_path: Path) -> None:
-    port, token = _free_port(), "course-test-token"
+    port, token = free_port(), "course-test-token"
     home = tmp_path / "labkit-home"
-    env = {**os.environ, "LABKIT_HOME": str(home), "LABKIT_DMR_PORT": str(_free_port()),
+    env = {**os.environ, "LABKIT_HOME": str(home), "LABKIT_DMR_PORT": str(free_port()),
            "HOME": str(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "PATH": "/usr/local/bin:/usr/bin:/bin",  # as a fresh login: the script must add .venv/bin itself
            "LABKIT_WORK_DIR": str(tmp_path / "work")}  # the learner's copies, outside the checkout
@@ -71,7 +59,7 @@ def test_lab_terminal_has_labkit_and_ctrl_c_stops_the_lab(tmp_path: Path) -> Non
                            stdin=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(lambda: _answers(f"{base}/api/status?token={token}"), 180, "JupyterLab")
+        wait_for(lambda: _answers(f"{base}/api/status?token={token}"), 180, "JupyterLab")
         listed = httpx.get(f"{base}/api/contents?token={token}", timeout=10).json()["content"]
         assert {"00_welcome.ipynb", "09_wrapup.ipynb", "INSTRUCTOR.md"} <= {item["name"] for item in listed}
         copy, tracked = tmp_path / "work" / "00_welcome.ipynb", ROOT / "notebooks" / "00_welcome.ipynb"
@@ -102,4 +90,4 @@ def test_lab_terminal_has_labkit_and_ctrl_c_stops_the_lab(tmp_path: Path) -> Non
         subprocess.run([str(ROOT / ".venv" / "bin" / "labkit"), "down"], env=env, capture_output=True, timeout=60)
     said = (tmp_path / "lab.log").read_text()
     assert "model server: stopped" in said and "policy proxy: stopped" in said, said[-2000:]
-    _wait_for(lambda: not psutil.pid_exists(int(model_server)), 30, "the model server to exit")
+    wait_for(lambda: not psutil.pid_exists(int(model_server)), 30, "the model server to exit")

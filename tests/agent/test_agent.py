@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from labkit import agent
+from tests.support import free_port
 
-from .conftest import AgentRunner, ModelServer, Scripted, free_port
+from .conftest import AgentRunner, ModelServer, Scripted
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,7 +8,6 @@ import contextlib
 import io
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from labkit.agents import install
 from labkit.dmr import catalog, cli, service
+from tests.support import free_port
 
 REF = catalog.PRIMARY_REFERENCE
 
@@ -53,11 +53,8 @@ def agent_home(tmp_path: Path) -> Path:
 def dmr_server(compat: str) -> Iterator[str]:
     """The embedded server behaving as DMR ``compat``, model pulled, in its own state folder and on its
     own port (the session's server and store, which other suites count on, stay as they are)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     own = {"LABKIT_DMR_COMPAT": compat, "LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-agents-"),
-           "LABKIT_DMR_PORT": str(port)}
+           "LABKIT_DMR_PORT": str(free_port())}
     old = {key: os.environ.get(key) for key in own}
     os.environ.update(own)
     try:

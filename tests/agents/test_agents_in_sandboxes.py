@@ -37,6 +37,7 @@ from labkit.dmr.store import Store
 from labkit.dmr.supervisor import Engine
 from labkit.sbx import audit, isolation, rules, runtime, store
 from labkit.sbx import service as proxy_service
+from tests.support import wait_for
 
 from .conftest import REF, request_log
 from .scripted_engine import FIB
@@ -100,7 +101,7 @@ def scripted_server(models: Store, compat: str) -> Iterator[Server]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="scripted-dmr", daemon=True)
     thread.start()
-    poll(lambda: server.started or not thread.is_alive(), 20, "the scripted model server to start")
+    wait_for(lambda: server.started or not thread.is_alive(), 20, "the scripted model server to start")
     assert server.started, "the scripted model server did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
@@ -115,16 +116,6 @@ def policy() -> Iterator[None]:
     rules.reset()  # the initial balanced policy
     yield
     rules.reset()
-
-
-def poll(predicate, timeout: float, what: str):
-    """Poll ``predicate`` until it returns something truthy; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 @contextlib.contextmanager

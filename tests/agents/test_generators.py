@@ -6,7 +6,11 @@ import json
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from labkit.agents import claude, codex, install
+
+pytestmark = pytest.mark.fast
 
 SETTINGS = codex.Settings(model="ai/smollm2:135M-Q4_1", base_url="http://host.docker.internal:12434/v1")
 

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,17 +30,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.support import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BINDER = ROOT / "binder"
 CACHE = Path(os.environ.get("LABKIT_TEST_CACHE") or Path.home() / ".cache" / "labkit-tests")
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "test-artifacts", "__pycache__", "*.egg-info", "build",
                                      ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", ".labkit")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -97,7 +92,7 @@ def image() -> Iterator[tuple[Path, Path, dict[str, str]]]:
             "PIP_CERT", "SSL_CERT_FILE", "PIP_CONFIG_FILE")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update({"HOME": str(home), "USER": "jovyan", "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-                "VIRTUAL_ENV": str(venv), "LABKIT_DMR_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1"})
+                "VIRTUAL_ENV": str(venv), "LABKIT_DMR_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"})
     try:
         yield venv, home, env
     finally:
@@ -106,6 +101,7 @@ def image() -> Iterator[tuple[Path, Path, dict[str, str]]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.fast  # reads the repository's files only
 def test_binder_files_are_what_repo2docker_reads():
     apt = [line.partition("#")[0].strip() for line in (BINDER / "apt.txt").read_text().splitlines()]
     assert {p for p in apt if p} == {"bubblewrap", "socat", "curl"}
@@ -117,6 +113,7 @@ def test_binder_files_are_what_repo2docker_reads():
     assert 'exec "$@"' in (BINDER / "start").read_text()
 
 
+@pytest.mark.fast  # reads the repository's files only
 def test_requirements_pin_every_course_dependency():
     """Every runtime dependency of pyproject.toml is pinned (==) to a version its range accepts."""
     import tomllib

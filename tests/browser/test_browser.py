@@ -17,7 +17,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -42,12 +43,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
 SANDBOX = "browser-demo"
 STEP = 30_000  # ms: one UI step (a click and what it triggers)
 LONG = 180_000  # ms: running all cells (embedded lab start, model pull, sandbox) or a reply
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _jupyter() -> str:
@@ -99,7 +94,7 @@ def server() -> Iterator[Server]:
     notebooks.mkdir()
     shutil.copy(HERE / "prompt_demo.ipynb", notebooks / "prompt_demo.ipynb")
     _lab_settings(jupyter_dirs / "settings")
-    port, dmr_port, token = _free_port(), _free_port(), secrets.token_hex(16)
+    port, dmr_port, token = free_port(), free_port(), secrets.token_hex(16)
     env = {**os.environ, "LABKIT_HOME": str(home), "LABKIT_DMR_PORT": str(dmr_port), "LABKIT_MODE": "embedded",
            "JUPYTER_CONFIG_DIR": str(jupyter_dirs / "config"), "JUPYTER_RUNTIME_DIR": str(jupyter_dirs / "run"),
            "JUPYTERLAB_SETTINGS_DIR": str(jupyter_dirs / "settings"),

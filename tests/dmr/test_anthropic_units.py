@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from labkit.dmr import anthropic
+
+pytestmark = pytest.mark.fast
 
 
 def _chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from labkit.dmr import cli
+from tests.support import free_port
 
 from .conftest import REF, TAG, Session
 
@@ -145,10 +145,7 @@ def test_usage_errors(pulled: Session, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_not_running(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        free = sock.getsockname()[1]
-    monkeypatch.setenv("LABKIT_DMR_PORT", str(free))
+    monkeypatch.setenv("LABKIT_DMR_PORT", str(free_port()))
     code, out, err = run(capsys, "ls")
     assert code == 1 and out == ""
     assert err.splitlines()[0] == "Docker Model Runner is not running. Please start it and try again."

@@ -11,7 +11,8 @@ import pytest
 
 from labkit._core import paths
 from labkit.dmr import configure
-from labkit.dmr.server import InferenceError, ModelServer
+from labkit.dmr.inference import InferenceError
+from labkit.dmr.server import ModelServer
 from labkit.dmr.store import Store
 from labkit.dmr.supervisor import Engine
 

@@ -18,11 +18,12 @@ import pytest
 
 from labkit.commands import up as lab_services
 from labkit.dmr import cli, service
-from labkit.tools.errors import ToolError
+from labkit.errors import ToolError
 from labkit.tools.model_api import ModelApi
+from tests.support import wait_for
 
 from .conftest import REF, Session
-from .test_engine_crash import engine_pid, wait_until
+from .test_engine_crash import engine_pid
 
 LONG = {"model": REF, "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
         "max_tokens": 3000, "temperature": 0.9, "seed": 5}
@@ -45,7 +46,7 @@ def _crash_engine_under_a_request(http: httpx.Client) -> list[httpx.Response]:
     answer: list[httpx.Response] = []
     asking = threading.Thread(target=lambda: answer.append(http.post("/engines/v1/chat/completions", json=LONG)))
     asking.start()
-    wait_until(lambda: _generating(http))
+    wait_for(lambda: _generating(http), 60, "the engine to generate")
     os.kill(pid, signal.SIGSEGV)
     asking.join(timeout=60)
     return answer
@@ -85,7 +86,7 @@ def test_the_client_names_a_crash_under_its_own_request(http: httpx.Client, pull
     pid = engine_pid(http)
     asking = threading.Thread(target=ask)
     asking.start()
-    wait_until(lambda: _generating(http))
+    wait_for(lambda: _generating(http), 60, "the engine to generate")
     os.kill(pid, signal.SIGKILL)
     asking.join(timeout=60)
     assert len(errors) == 1
@@ -102,7 +103,7 @@ def test_a_dead_server_is_told_apart_from_a_stopped_one(pulled: Session) -> None
     pid = svc.pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: svc.pid() is None)
+    wait_for(lambda: svc.pid() is None, 60, "the model server to be gone")
     running, line = _status_line()
     assert not running
     assert line.startswith("model server: the embedded model server died without `labkit down`"), line

@@ -22,6 +22,7 @@ import pytest
 
 from labkit._core import paths
 from labkit.dmr import cli
+from tests.support import wait_for
 
 from .conftest import REF, Session
 
@@ -41,13 +42,6 @@ def engine_pid(http: httpx.Client) -> int:
     found = re.search(r"engine pid (\d+)", _backend_status(http))
     assert found, _backend_status(http)
     return int(found[1])
-
-
-def wait_until(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def _recover(http: httpx.Client, old_pid: int) -> None:
@@ -93,7 +87,7 @@ def test_sigsegv_during_a_request_is_dmrs_500_and_the_next_request_works(http: h
     answer: list[httpx.Response] = []
     asking = threading.Thread(target=lambda: answer.append(http.post("/engines/v1/chat/completions", json=LONG)))
     asking.start()
-    wait_until(lambda: any(r.get("in_use") for r in http.get("/engines/ps").json()))  # it is generating
+    wait_for(lambda: any(r.get("in_use") for r in http.get("/engines/ps").json()), 60, "the engine to generate")
     os.kill(pid, signal.SIGSEGV)
     asking.join(timeout=60)
     resp = answer[0]
@@ -118,7 +112,8 @@ def test_requests_waiting_behind_a_crash_go_to_the_fresh_engine(http: httpx.Clie
 
     running = threading.Thread(target=ask, args=("running", LONG))
     running.start()
-    wait_until(lambda: any(r.get("in_use") for r in http.get("/engines/ps").json()))
+    wait_for(lambda: any(r.get("in_use") for r in http.get("/engines/ps").json()), 60,
+             "the first request to be generating")
     waiting = threading.Thread(target=ask, args=("waiting", SHORT))
     waiting.start()
     time.sleep(0.2)  # let it reach the queue (nothing to poll: queued jobs are not visible)

@@ -148,6 +148,7 @@ def test_generate_without_prompt_unloads_unless_kept_alive(http: httpx.Client) -
 # -- translations ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.fast  # pure: no server
 def test_tool_calls_become_ollamas() -> None:
     calls = [{"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x":1}'}},
              {"id": "b", "type": "function", "function": {"name": "g", "arguments": '{"x"'}}]
@@ -156,6 +157,7 @@ def test_tool_calls_become_ollamas() -> None:
         {"id": "b", "function": {"index": 1, "name": "g", "arguments": '{"x"'}}]
 
 
+@pytest.mark.fast  # pure: no server
 def test_messages_and_options_become_a_chat_body() -> None:
     body = {"messages": [{"role": "assistant", "content": "", "tool_calls": [
                 {"function": {"name": "f", "arguments": {"x": 1}, "index": 0}}]},
@@ -173,6 +175,7 @@ def test_messages_and_options_become_a_chat_body() -> None:
     assert api.to_chat({"prompt": "p"}, "m", generate=True)["messages"] == [{"role": "user", "content": "p"}]
 
 
+@pytest.mark.fast  # pure: no server
 def test_pull_progress_becomes_ollama_status() -> None:
     layer = {"id": "sha256:" + "ab" * 32, "size": 100, "current": 40}
     assert api.pull_status({"type": "progress", "layer": layer}) == {
@@ -183,6 +186,7 @@ def test_pull_progress_becomes_ollama_status() -> None:
     assert api.pull_status({"type": "error", "message": "boom"}) == {"error": "boom"}
 
 
+@pytest.mark.fast  # pure: no server
 def test_go_time() -> None:
     assert api.go_time(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)).endswith(("Z", ":00"))
     stamp = api.go_time(datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC))

@@ -6,6 +6,8 @@ import pytest
 
 from labkit.dmr import params
 
+pytestmark = pytest.mark.fast
+
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from labkit.dmr import catalog, refs
 
+pytestmark = pytest.mark.fast
+
 SPELLINGS = {
     "smollm2": "docker.io/ai/smollm2:latest",
     "ai/smollm2": "docker.io/ai/smollm2:latest",

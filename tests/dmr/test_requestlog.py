@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from labkit.dmr import requestlog
+from tests import support
 
 from .conftest import REF, Session
 
@@ -33,13 +34,11 @@ def wait_for(http: httpx.Client, marker: str, done: Callable[[dict[str, Any]], b
              timeout: float = 30) -> dict[str, Any]:
     """The record whose request holds ``marker``, once finished. The server stores it just after the
     client has the whole answer (as DMR does), so a listing sent at once may still show it running."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def finished() -> dict[str, Any] | None:
         found = [r for r in records(http) if marker in r["request"]]
-        if found and done(found[-1]):
-            return found[-1]
-        assert time.monotonic() < deadline, f"no finished record for {marker}"
-        time.sleep(0.02)
+        return found[-1] if found and done(found[-1]) else None
+
+    return support.wait_for(finished, timeout, f"a finished record for {marker}")
 
 
 def model_id(http: httpx.Client) -> str:
@@ -199,6 +198,7 @@ def test_translated_streams_are_recorded_whole(http: httpx.Client, send: Callabl
 # -- re-assembly rules, as DMR's recorder applies them (no server needed) ---------------------------
 
 
+@pytest.mark.fast  # pure: no server
 def test_stream_errors_become_the_record_error() -> None:
     body = ('data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
             'error: {"code":500,"message":"boom","type":"server_error"}\n\n')
@@ -210,6 +210,7 @@ def test_stream_errors_become_the_record_error() -> None:
     assert requestlog.normalize_error("") == '{"error": "unknown error"}'
 
 
+@pytest.mark.fast  # pure: no server
 def test_anthropic_stream_is_reassembled() -> None:
     events = [("message_start", {"type": "message_start", "message": {"id": "m", "content": [], "usage": {}}}),
               ("content_block_delta", {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}}),
@@ -222,6 +223,7 @@ def test_anthropic_stream_is_reassembled() -> None:
                                                        "usage": {"output_tokens": 2}, "stop_reason": "max_tokens"}
 
 
+@pytest.mark.fast  # pure: no server
 def test_media_in_requests_is_truncated() -> None:
     url = "data:image/png;base64," + "A" * 300
     body = json.dumps({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]})

@@ -28,6 +28,8 @@ from labkit.dmr.responses_translate import (
     unsupported_field,
 )
 
+pytestmark = pytest.mark.fast
+
 MODEL = "ai/smollm2:135M-Q4_1"
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 

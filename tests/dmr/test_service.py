@@ -14,6 +14,7 @@ import pytest
 
 from labkit._core.daemon import ServiceError
 from labkit.dmr import service
+from tests.support import free_port
 
 from .conftest import REF, TAG, Session
 
@@ -49,9 +50,7 @@ def test_store_survives_down_and_up(pulled: Session) -> None:
 def other_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """A second labkit home and port, so the session's server is not the one asked."""
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv("LABKIT_DMR_PORT", str(port))
     yield port
 

@@ -11,6 +11,8 @@ import pytest
 from labkit.dmr import configure, params, toolcalls
 from labkit.dmr.engine import ContextOverflow, chat_context
 
+pytestmark = pytest.mark.fast
+
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather of a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,13 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support import free_port, wait_for
+
 MODEL = "ai/smollm2:135M-Q4_1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Cli:
@@ -36,7 +31,7 @@ class Cli:
 
     def __init__(self, home: Path, isolation: str | None) -> None:
         self.home = home
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {**os.environ, "LABKIT_HOME": str(home), "LABKIT_DMR_PORT": str(self.port),
                     "LABKIT_MODE": "embedded"}
         self.env.pop("LABKIT_ISOLATION", None)
@@ -59,8 +54,8 @@ class Cli:
     def wait_for_records(self, count: int) -> None:
         """The proxy appends a request's record as the request ends: poll the log for it."""
         log = self.home / "sbx" / "audit.jsonl"
-        assert _wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= count), (
-            f"the audit log did not reach {count} records")
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= count, 15,
+                 f"the audit log to reach {count} records")
 
     def archives(self) -> list[Path]:
         folder = self.home / "archive"
@@ -86,15 +81,6 @@ def _sleepers(token: str) -> list[psutil.Process]:
     return found
 
 
-def _wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def _class_leftovers(cli: Cli, workspace: Path) -> str:
     """What a class leaves behind: two sandboxes (one busy), local rules, another preset, records."""
     cli.run("up")
@@ -112,7 +98,7 @@ def _class_leftovers(cli: Cli, workspace: Path) -> str:
     cli.run("sbx", "policy", "init", "deny-all")
     token = f"{random.randint(3000, 9999)}.{random.randint(100, 999)}"
     cli.run("sbx", "exec", "-d", "dmr-agent", "sleep", token)
-    assert _wait_for(lambda: bool(_sleepers(token))), "the detached command did not start"
+    wait_for(lambda: _sleepers(token), 15, "the detached command to start")
     (cli.home / "sbx" / "sandboxes" / "dmr-test" / "home" / "notes.txt").write_text("learner's scratch\n")
     return token
 
@@ -141,7 +127,7 @@ def test_reset_returns_the_lab_to_the_start_and_keeps_models(cli: Cli):
     # sandboxes: gone, with their homes and their running commands
     assert cli.json("sbx", "ls", "--json") == {"sandboxes": []}
     assert not (cli.home / "sbx" / "sandboxes" / "dmr-test").exists()
-    assert _wait_for(lambda: not _sleepers(token)), "a command running in a removed sandbox survived the reset"
+    wait_for(lambda: not _sleepers(token), 15, "the command running in a removed sandbox to end with the reset")
     # policy: the balanced preset's rules only
     rules = cli.json("sbx", "policy", "ls", "--json")["rules"]
     assert rules and {r["origin"] for r in rules} == {"preset"} and {r["policy_id"] for r in rules} == {"balanced"}

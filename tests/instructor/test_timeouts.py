@@ -24,6 +24,7 @@ import pytest
 
 import labkit
 from labkit import widgets
+from tests.support import wait_for
 
 STOPPED = "timed out after {t:g} s and was stopped (raise timeout= if it needs longer)"
 
@@ -51,15 +52,6 @@ def _sleepers(token: str) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", token]]
 
 
-def _gone(token: str, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while _sleepers(token):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.timeout(120)
 def test_a_hanging_sandbox_command_stops_at_its_timeout_with_one_line(lab: labkit.Lab,
                                                                       capsys: pytest.CaptureFixture[str]):
@@ -71,7 +63,7 @@ def test_a_hanging_sandbox_command_stops_at_its_timeout_with_one_line(lab: labki
     assert result.error == STOPPED.format(t=1.5)
     assert capsys.readouterr().out.splitlines()[-1] == f"✗ {STOPPED.format(t=1.5)}"
     assert took < 10, f"the timeout fired, but stopping took {took:.1f} s"
-    assert _gone(token), "the command inside the sandbox survived its timeout"
+    wait_for(lambda: not _sleepers(token), 10, "the command inside the sandbox to end with its timeout")
 
 
 class SilentServer:

@@ -9,7 +9,6 @@ headless with papermill, within its bound.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,14 +18,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.support import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(420)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_notebook_08_runs_in_the_process_tier(tmp_path: Path) -> None:
@@ -36,7 +31,7 @@ def test_notebook_08_runs_in_the_process_tier(tmp_path: Path) -> None:
         pytest.skip("the pinned agents are not installed: make test installs them")
     import papermill
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-test-home-"), "LABKIT_DMR_PORT": str(port),
            "LABKIT_MODE": "embedded", "LABKIT_ISOLATION": "process"}
     saved = dict(os.environ)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -29,26 +30,22 @@ pytestmark = pytest.mark.notebooks
 COURSE = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _fresh_env() -> dict[str, str]:
     return {**os.environ, "LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-test-home-"),
-            "LABKIT_DMR_PORT": str(_free_port()), "LABKIT_MODE": "embedded"}
+            "LABKIT_DMR_PORT": str(free_port()), "LABKIT_MODE": "embedded"}
 
 
 def _down(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "labkit", "down"], env=env, capture_output=True, timeout=60)
 
 
+@pytest.mark.fast  # reads the repository's files only
 def test_the_course_is_complete_and_numbered():
     numbers = [int(p.name[:2]) for p in COURSE]
     assert numbers == list(range(10)), f"notebooks 00–09 expected, found {[p.name for p in COURSE]}"
 
 
+@pytest.mark.fast  # reads the repository's files only
 def test_sources_and_notebooks_are_in_sync():
     sources = build_notebooks.sources()
     assert [s.stem for s in sources] == [p.stem for p in COURSE]
@@ -59,6 +56,7 @@ def test_sources_and_notebooks_are_in_sync():
         assert have == want, f"{src.name} changed: regenerate with .venv/bin/python scripts/build_notebooks.py"
 
 
+@pytest.mark.fast  # reads the repository's files only
 def test_every_notebook_has_a_parameters_cell_and_executed_outputs():
     for path in COURSE:
         nb = nbformat.read(path, as_version=4)
@@ -69,6 +67,7 @@ def test_every_notebook_has_a_parameters_cell_and_executed_outputs():
         assert all(c.execution_count for c in code), f"{path.name}: commit executed outputs (build_notebooks.py)"
 
 
+@pytest.mark.fast  # reads the repository's files only
 def test_committed_outputs_show_no_absolute_machine_paths():
     forbidden = [str(ROOT), "/tmp/labkit-test-home-", ".labkit-build-notebooks", "/root/"]
     for path in COURSE:

@@ -9,7 +9,6 @@ runs it alone) are left out here to keep the suite's time in check.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,16 +18,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.support import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 ALONE = ["01_models", "02_sandbox", "03_policy", "04_inside", "05_networking", "06_inference", "07_sdk", "09_wrapup"]
 pytestmark = [pytest.mark.notebooks]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.timeout(240)
@@ -37,7 +32,7 @@ def test_notebook_runs_alone_from_a_fresh_state(name: str, tmp_path: Path) -> No
     import papermill
 
     source = NOTEBOOKS / f"{name}.ipynb"
-    env = {"LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-test-home-"), "LABKIT_DMR_PORT": str(_free_port()),
+    env = {"LABKIT_HOME": tempfile.mkdtemp(prefix="labkit-test-home-"), "LABKIT_DMR_PORT": str(free_port()),
            "LABKIT_MODE": "embedded"}
     saved = dict(os.environ)
     os.environ.update(env)

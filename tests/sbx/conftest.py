@@ -22,9 +22,13 @@ from labkit.sbx import isolation, rules, runtime, service, store
 
 # ---- state folder and proxy ---------------------------------------------------------------------
 
-@pytest.fixture(scope="package", autouse=True)
+@pytest.fixture(scope="package")
 def lab_home() -> Iterator[Path]:
-    """A private LABKIT_HOME for this package (short, under /tmp), a host secret, the proxy running."""
+    """A private LABKIT_HOME for this package (short, under /tmp), a host secret, the proxy running.
+
+    Not autouse, so the pure modules (test_policy.py) start no proxy: a module that needs the
+    lab asks for it, directly or through ``fresh_policy``.
+    """
     saved = {k: os.environ.get(k) for k in ("LABKIT_HOME", "OPENAI_API_KEY", "LABKIT_ISOLATION")}
     home = Path(tempfile.mkdtemp(prefix="lksbx-", dir="/tmp"))
     os.environ["LABKIT_HOME"] = str(home)
@@ -44,7 +48,7 @@ def lab_home() -> Iterator[Path]:
 
 
 @pytest.fixture
-def fresh_policy() -> Iterator[None]:
+def fresh_policy(lab_home: Path) -> Iterator[None]:
     """The initial balanced policy, before and after the test."""
     rules.reset()
     yield

@@ -9,9 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from sbx_helpers import audit_mark, audit_wait, sbx, wait_for
+from sbx_helpers import audit_mark, audit_wait, sbx
 
 from labkit.sbx import audit, rules
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fresh_policy")]
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from sbx_helpers import HOST_SECRET, Upstream, audit_mark, audit_wait, run_in, sbx, wait_for
+from sbx_helpers import HOST_SECRET, Upstream, audit_mark, audit_wait, run_in, sbx
 
 from labkit.sbx import isolation, runtime, store
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.usefixtures("fresh_policy")]
 

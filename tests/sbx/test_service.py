@@ -7,7 +7,7 @@ from sbx_helpers import run_in
 
 from labkit.sbx import service
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("lab_home")]
 
 
 def test_start_is_idempotent_and_status_says_where() -> None:

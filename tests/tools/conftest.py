@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +21,10 @@ DMR_VARIANTS = ["old", "new"]
 
 @pytest.fixture
 def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """PATH finds the fakes first; their state lives in the test's tmp dir. Returns the state dir."""
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ.get('PATH', '')}")
+    """PATH finds the fakes first, and this interpreter as their python3 (a pyenv shim costs 0.2 s a
+    call); their state lives in the test's tmp dir. Returns the state dir."""
+    monkeypatch.setenv("PATH", os.pathsep.join([str(FAKES), str(Path(sys.executable).parent),
+                                                os.environ.get("PATH", "")]))
     monkeypatch.setenv("FAKE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("FAKE_FAIL", raising=False)
     return tmp_path / "state"
