@@ -2,7 +2,7 @@
 
 Each record is appended with a single ``write`` on an ``O_APPEND`` descriptor, so lines from
 concurrent writers never interleave and none is lost. ``sbx policy log`` (sbx's per-host
-aggregate, reference §1.5) and ``labkit audit`` (the raw records) both read this file; the
+aggregate, docs/sbx-dmr-facts.md §1.5) and ``labkit audit`` (the raw records) both read this file; the
 notebooks' checkpoints read it through :func:`read` and :func:`policy_log`.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._core import paths
-from ..records import PolicyLogEntry
+from ..records import AuditRule, PolicyLogEntry, RuleDecision
 
 FIELDS = ("ts", "sandbox", "method", "url", "host", "port", "normalized", "decision", "rule",
           "status", "bytes_up", "bytes_down", "duration_ms")
@@ -77,7 +77,7 @@ class Writer:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One request as the proxy saw it (DESIGN.md's audit fields)."""
+    """One request as the proxy saw it (the audit fields of docs/design.md §5)."""
 
     ts: str
     sandbox: str | None
@@ -86,8 +86,8 @@ class AuditRecord:
     host: str
     port: int
     normalized: str
-    decision: str  # "allow" | "deny"
-    rule: dict[str, str]  # {"id", "text"}; id "default-deny" when no rule matched
+    decision: RuleDecision
+    rule: AuditRule  # {"id", "name", "text"}; id "default-deny" when no rule matched
     status: int
     bytes_up: int
     bytes_down: int
@@ -150,7 +150,7 @@ def read(sandbox: str | None = None, decision: str | None = None, path: Path | N
 
 def policy_log(sandbox: str | None = None, path: Path | None = None) -> list[PolicyLogEntry]:
     """sbx's aggregate: one row per (sandbox, host:port, rule, blocked), newest first."""
-    rows: dict[tuple[str, str, str, str, bool], list[Any]] = {}
+    rows: dict[tuple[str, str, str, str, bool, str], list[Any]] = {}
     for rec in read(sandbox, path=path):
         key = (rec.sandbox or "-", f"{_bracket(rec.host)}:{rec.port}", rec.rule_label, rec.reason,
                rec.decision == "deny", rec.proxy)

@@ -11,17 +11,24 @@ main loopback TCP port (tests, benchmarks, host-side clients) are audited with n
 ``sync`` reconciles the listeners with the sandboxes on disk; ``sbx exec`` calls it when its
 sandbox's socket is missing.
 
-**Per request.** h11 parses both sides. Absolute-form requests and ``CONNECT`` tunnels are
-decided by :mod:`.policy` *before* any DNS lookup; each request on a kept-alive connection
-is decided on its own (a pipelined request to a denied host never reaches it). Allowed
-``localhost:P`` (which is what ``host.docker.internal:P`` is matched as) connects to the
-host's ``127.0.0.1:P``; a *name* that resolves to a loopback address is refused, so a
-wildcard rule cannot be used to reach host services. Upstream requests carry ``Connection:
-close``; bodies stream both ways chunk by chunk. Blocked → 403 ``text/plain`` in sbx's shape;
-upstream unreachable → 502 with a one-line reason. Every request, allowed or not, leaves
-exactly one audit record, written when it ends (also when the upstream dies mid-stream).
-Raw TCP to ``host.docker.internal:P`` (sbx ≥ 0.30) arrives from the in-sandbox relay as a
-``CONNECT`` marked ``Labkit-Raw-TCP``: the same decision and tunnel, one record with method ``TCP``.
+**Per request.** llhttp (``httptools``, the C parser uvicorn uses, in its strict mode) parses
+both sides, plus the checks h11 made: a message with both ``Content-Length`` and
+``Transfer-Encoding``, a repeated or malformed length, an obs-fold, a bare CR or LF, or an
+HTTP/1.1 request without exactly one ``Host`` is a 400; a transfer coding other than
+``chunked`` a 501; a head of over 16 KiB a 431. The proxy frames every message it sends
+itself, so a body ends where the parser says it ends, never where a peer hoped. Absolute-form
+requests and ``CONNECT`` tunnels are decided by :mod:`.policy` *before* any DNS lookup; each
+request on a kept-alive connection is decided on its own (a pipelined request to a denied host
+never reaches it). Allowed ``localhost:P`` (which is what ``host.docker.internal:P`` is
+matched as) connects to the host's ``127.0.0.1:P``; a *name* that resolves to a loopback
+address is refused, so a wildcard rule cannot be used to reach host services. Upstream
+requests carry ``Connection: close``; bodies stream both ways chunk by chunk. Blocked → 403
+``text/plain`` in sbx's shape; upstream unreachable → 502 with a one-line reason. Every
+request, allowed or not, leaves exactly one audit record, written when it ends (also when the
+upstream dies mid-stream). Raw TCP to ``host.docker.internal:P`` (sbx ≥ 0.30) arrives from the
+in-sandbox relay as a ``CONNECT`` marked ``Labkit-Raw-TCP``: the same decision and tunnel, one
+record with method ``TCP``. A connection that sent a ``CONNECT`` or an ``Upgrade`` carries no
+further request.
 """
 
 from __future__ import annotations
@@ -29,36 +36,219 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import os
 import signal
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import h11
+import httptools
 
 from . import audit, store, unixsock
-from .policy import Decision, PolicyError, normalize_host
+from .policy import Policy, PolicyError, Verdict, normalize_host
 from .rules import LivePolicy
 
 CHUNK = 65536
 CONNECT_TIMEOUT = 10.0
 IDLE_TIMEOUT = 120.0  # between two requests on a kept-alive client connection
+MAX_HEAD = 16384  # bytes of a request line or status line and headers: h11's limit
 # Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus proxy credentials.
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
               b"proxy-authenticate", b"te", b"trailer", b"upgrade"}
-REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 502: b"Bad Gateway"}
+REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 431: b"Request Header Fields Too Large",
+           501: b"Not Implemented", 502: b"Bad Gateway"}
 RAW_TCP_HEADER = b"labkit-raw-tcp"  # sent by relay.py with a raw-TCP CONNECT; the record's method is TCP
 
 
 class _ClientGone(Exception):
     """The client closed its side mid-request."""
+
+
+class _BadMessage(Exception):
+    """A message the parser refused; ``status`` is what a client is answered for it."""
+
+    def __init__(self, text: str, status: int = 400) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class _End:
+    """The end of a message: the marker that follows its head and body bytes."""
+
+
+END = _End()
+
+
+@dataclass(slots=True)
+class _Head:
+    """A parsed request or response head: names lower-cased, values without surrounding blanks."""
+
+    method: bytes  # the request's; for a response, that of the request it answers
+    target: bytes  # b"" for a response
+    status: int  # 0 for a request
+    reason: bytes
+    version: str  # "1.0" or "1.1"
+    headers: list[tuple[bytes, bytes]]
+    framing: str  # "none" | "length" | "chunked" | "close" (the body ends when the connection does)
+    keep_alive: bool  # a request after which the client may send another
+
+
+_Event = _Head | bytes | _End | _BadMessage
+
+
+class _Stream:
+    """One connection (client or upstream): llhttp turns its bytes into events, a head, body
+    bytes, END or a _BadMessage, and bytes are read only when the events run out, so a
+    pipelined request is parsed, decided and answered strictly after the one before it.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 answering: bytes | None = None) -> None:
+        """``answering``: the method of the request whose response this stream carries (None: a client)."""
+        self.reader, self.writer, self.answering = reader, writer, answering
+        self._parser: httptools.HttpRequestParser | httptools.HttpResponseParser = (
+            httptools.HttpRequestParser(self) if answering is None else httptools.HttpResponseParser(self))
+        self._events: deque[_Event] = deque()
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._url = self._reason = b""
+        self._in_message = self._in_head = self._until_close = self._progress = False
+        self._head_size = self._stalled = 0  # bytes of this head; bytes fed with nothing parsed from them
+        self.ended = False  # nothing more is parsed: end of stream, a refused message, or a protocol switch
+        self.tail = b""  # the bytes after a CONNECT's head: the tunnel's first bytes
+        self.head: _Head | None = None  # of the message being consumed
+        self.complete = False  # its END was consumed
+
+    async def next_event(self) -> _Event | None:
+        """The next event; None when the stream has ended."""
+        while not self._events:
+            if self.ended:
+                return None
+            await self._read()
+        event = self._events.popleft()
+        if isinstance(event, _Head):
+            self.head, self.complete = event, False
+        elif event is END:
+            self.complete = True
+        elif isinstance(event, _BadMessage):
+            self.head = None
+        return event
+
+    async def batch(self) -> list[_Event]:
+        """Every event parsed from the next read (none when the stream has ended)."""
+        while not self._events and not self.ended:
+            await self._read()
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    async def _read(self) -> None:
+        try:
+            data = await self.reader.read(CHUNK)
+        except ConnectionError:
+            data = b""
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        if not data:
+            self.ended = True
+            if self._until_close:
+                self._events.append(END)
+            elif self._in_message:
+                self._events.append(_BadMessage("the connection closed mid-message"))
+            return
+        self._progress = False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.tail, self.ended = data[exc.args[0]:], True
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__  # an exception raised by one of the callbacks below
+            self._events.append(cause if isinstance(cause, _BadMessage) else _BadMessage(str(exc)))
+            self.ended = True
+        self._stalled = 0 if self._progress else self._stalled + len(data)
+        if self._stalled > MAX_HEAD and not self.ended:  # a head that keeps coming
+            self._events.append(_BadMessage("message head too large", 431))
+            self.ended = True
+
+    # ---- llhttp's callbacks --------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._headers, self._url, self._reason, self._head_size = [], b"", b"", 0
+        self._in_message, self._in_head = True, True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:  # else a trailer of a chunked body: dropped
+            self._head_size += len(name) + len(value) + 4
+            self._headers.append((name.lower(), value.rstrip(b" \t")))  # llhttp strips only leading blanks
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._progress = False, True
+        head = self._head()
+        self._events.append(head)
+        self._until_close = head.framing == "close"
+        if self.answering == b"HEAD" and head.status >= 200:
+            self._events.append(END)  # llhttp cannot be told that this answer has no body: stop here
+            self.ended = True
+
+    def on_body(self, body: bytes) -> None:
+        self._progress = True
+        if not self.ended:
+            self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = self._until_close = False
+        self._progress = True
+        if not self.ended:
+            self._events.append(END)
+
+    def _head(self) -> _Head:
+        """The head just parsed, with the checks llhttp leaves to its user."""
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            raise _BadMessage(f"HTTP/{version} is not supported")
+        if self._head_size > MAX_HEAD:
+            raise _BadMessage("message head too large", 431)
+        te = length = None
+        hosts = codings = 0
+        close = False
+        for name, value in self._headers:
+            if name == b"transfer-encoding":
+                te, codings = value.lower(), codings + 1
+            elif name == b"content-length":
+                length = value
+            elif name == b"host":
+                hosts += 1
+            elif name == b"connection":
+                close = close or b"close" in (token.strip() for token in value.lower().split(b","))
+        if codings > 1 or (te is not None and te != b"chunked"):
+            raise _BadMessage("only Transfer-Encoding: chunked is supported", 501)
+        if isinstance(parser, httptools.HttpRequestParser):
+            if hosts > 1 or (hosts == 0 and version == "1.1"):
+                raise _BadMessage("an HTTP/1.1 request needs exactly one Host header")
+            framing = "chunked" if te else "length" if length and int(length) else "none"
+            keep_alive = version == "1.1" and not close and not parser.should_upgrade()
+            return _Head(parser.get_method(), self._url, 0, b"", version, self._headers, framing, keep_alive)
+        status = parser.get_status_code()
+        if status < 200 or status in (204, 304) or self.answering == b"HEAD":
+            framing = "none"
+        else:
+            framing = "chunked" if te else "length" if length is not None else "close"
+        return _Head(self.answering or b"", b"", status, self._reason, version, self._headers, framing, False)
 
 
 @dataclass
@@ -81,7 +271,7 @@ class _Record:
     t0: float = field(default_factory=time.monotonic)
     written: bool = False  # appended to the audit log already
 
-    def decided(self, verdict: Decision) -> None:
+    def decided(self, verdict: Verdict) -> None:
         self.host, self.port, self.normalized = verdict.host, verdict.port, verdict.normalized
         self.decision = verdict.decision
         if verdict.rule is not None:
@@ -102,30 +292,28 @@ class _Record:
         return data
 
 
-class _Side:
-    """One HTTP connection (client or upstream) driven through an h11 state machine."""
+class _Verdicts:
+    """The live policy's verdicts, remembered until the policy changes: a verdict depends only on
+    the rules, the host, the port and the sandbox (no DNS), and is the dearest step of a request."""
 
-    def __init__(self, role: type[h11.CLIENT] | type[h11.SERVER], reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
-        self.conn = h11.Connection(role)
-        self.reader, self.writer = reader, writer
-        self.method = b""  # of the request being served (a HEAD response has no body)
+    LIMIT = 4096  # distinct (host, port, sandbox) remembered; then the memo starts over
 
-    async def next_event(self) -> Any:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                data = await self.reader.read(CHUNK)
-            except ConnectionError:
-                data = b""
-            self.conn.receive_data(data)
+    def __init__(self) -> None:
+        self.live = LivePolicy()
+        self._policy: Policy | None = None
+        self._memo: dict[tuple[str, int, str | None], Verdict] = {}
 
-    async def send(self, *events: Any) -> None:
-        out = b"".join(self.conn.send(ev) or b"" for ev in events)
-        self.writer.write(out)
-        await self.writer.drain()
+    def decide(self, host: str, port: int, sandbox: str | None) -> Verdict:
+        policy = self.live.get()  # the same object until the rules file changes
+        if policy is not self._policy:
+            self._policy, self._memo = policy, {}
+        key = (host, port, sandbox)
+        verdict = self._memo.get(key)
+        if verdict is None:
+            if len(self._memo) >= self.LIMIT:
+                self._memo.clear()
+            verdict = self._memo[key] = policy.decide(host, port, sandbox)
+        return verdict
 
 
 def _split_authority(authority: str) -> tuple[str, int]:
@@ -169,7 +357,7 @@ class ProxyServer:
         self.requested_port = tcp_port
         self.audit_path = audit_path or audit.log_path()
         self.audit = audit.Writer(self.audit_path)
-        self.policy = LivePolicy()
+        self.verdicts = _Verdicts()
         self.servers: dict[str, list[asyncio.Server]] = {}
         self.main: list[asyncio.Server] = []
         self.port = 0
@@ -203,9 +391,9 @@ class ProxyServer:
             folder.mkdir(parents=True, exist_ok=True)
             sock = unixsock.bind(folder / "proxy.sock")
             os.chmod(folder / "proxy.sock", 0o666)  # the guest may run as another uid
-            unix = await asyncio.start_unix_server(
-                lambda r, w, n=name: self._connection(r, w, n), sock=sock)
-            tcp = await asyncio.start_server(lambda r, w, n=name: self._connection(r, w, n), "127.0.0.1", 0)
+            handler = functools.partial(self._connection, sandbox=name)
+            unix = await asyncio.start_unix_server(handler, sock=sock)
+            tcp = await asyncio.start_server(handler, "127.0.0.1", 0)
             self.servers[name] = [unix, tcp]
             _write_atomic(folder / "port", f"{tcp.sockets[0].getsockname()[1]}\n")
         return {name: {"socket": str(self._sandbox_dir(name) / "proxy.sock"),
@@ -227,47 +415,41 @@ class ProxyServer:
     # ---- one client connection -------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                           sandbox: str | None, control: bool = False) -> None:
-        client = _Side(h11.SERVER, reader, writer)
+        client = _Stream(reader, writer)
         try:
             while True:
                 async with asyncio.timeout(IDLE_TIMEOUT):  # an idle kept-alive connection is closed
                     event = await client.next_event()
-                if not isinstance(event, h11.Request):
+                if isinstance(event, _BadMessage):
+                    await self._plain(client, event.status, f"Bad request: {event}\n", close=True)
                     break
-                if not await self._request(client, event, sandbox, control):
+                if not isinstance(event, _Head) or not await self._request(client, event, sandbox, control):
                     break
-                if client.conn.our_state is not h11.DONE or client.conn.their_state is not h11.DONE:
-                    break
-                client.conn.start_next_cycle()
-        except h11.RemoteProtocolError as exc:
-            with contextlib.suppress(Exception):
-                await self._plain(client, exc.error_status_hint, f"Bad request: {exc}\n", close=True)
-        except (ConnectionError, TimeoutError, _ClientGone, h11.LocalProtocolError):
+        except (ConnectionError, TimeoutError, _ClientGone):
             pass
         finally:
             writer.close()
 
-    async def _request(self, client: _Side, req: h11.Request, sandbox: str | None, control: bool) -> bool:
+    async def _request(self, client: _Stream, req: _Head, sandbox: str | None, control: bool) -> bool:
         """Handle one request; True when the client connection may carry another."""
-        client.method = req.method
-        method = req.method.decode("ascii", "replace")
+        method = req.method.decode("ascii")
         target = req.target.decode("latin-1")
+        body = req.framing != "none"
+        if not body:  # its end is parsed already: take it
+            await client.next_event()
         if control and target.startswith("/_labkit/"):
             return await self._control(client, method, target)
         record = _Record(sandbox, method, target)
-        if method == "CONNECT" and _raw_tcp(req):
+        if method == "CONNECT" and any(name == RAW_TCP_HEADER for name, _ in req.headers):
             record.method = "TCP"  # the relay's raw-TCP connection to host.docker.internal:P
         try:
             try:
                 host, port, path = _parse_target(method, target)
-                verdict = self.policy.get().decide(host, port, sandbox)
+                verdict = self.verdicts.decide(host, port, sandbox)
             except (ValueError, PolicyError) as exc:
                 record.rule = {"id": "bad-request", "text": str(exc)}
                 return await self._refuse(client, 400, f"Bad request: {exc}\n", True, record)
             record.decided(verdict)
-            body = _has_body(req)
-            if not body:  # a zero-length body: h11 yields its end without reading
-                await client.next_event()
             if not verdict.allowed:
                 return await self._refuse(client, 403, verdict.block_message(), body, record)
             opened = await self._open_upstream(verdict, record)
@@ -278,7 +460,7 @@ class ProxyServer:
                 if method == "CONNECT":
                     await self._tunnel(client, up_reader, up_writer, record)
                     return False
-                return await self._forward(client, req, host, port, path, body, up_reader, up_writer, record)
+                return await self._forward(client, req, host, port, path, up_reader, up_writer, record)
             finally:
                 up_writer.close()
         finally:
@@ -291,14 +473,14 @@ class ProxyServer:
             record.written = True
             self.audit.append(record.as_json())
 
-    async def _open_upstream(self, verdict: Decision, record: _Record
+    async def _open_upstream(self, verdict: Verdict, record: _Record
                              ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | str:
         """Connect (policy already passed); a string is the error body to send instead."""
         norm = normalize_host(verdict.host)
-        try:
-            literal = ipaddress.ip_address(norm)
-        except ValueError:
-            literal = None
+        literal = None
+        if norm != "localhost":
+            with contextlib.suppress(ValueError):
+                literal = ipaddress.ip_address(norm)
         if norm == "localhost":
             addresses = ["127.0.0.1"]
         elif literal is not None:
@@ -326,31 +508,36 @@ class ProxyServer:
         return f"Bad gateway: could not connect to {verdict.normalized} ({last.lower()})\n"
 
     # ---- responses the proxy makes itself ----------------------------------------------------
-    async def _plain(self, client: _Side, status: int, text: str, close: bool = False,
-                     record: _Record | None = None) -> int:
-        """Send a text/plain response of our own (``record`` is logged first); returns the body size sent."""
+    async def _answer(self, client: _Stream, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                      close: bool = False) -> None:
+        """One whole response of our own: no body for a HEAD, ``Connection: close`` when the
+        client will not send another request."""
+        req = client.head
+        if close or req is None or not req.keep_alive:
+            headers = [*headers, (b"connection", b"close")]
+        head = _message_head(b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"")), headers)
+        client.writer.write(head if req is not None and req.method == b"HEAD" else head + body)
+        await client.writer.drain()
+
+    async def _plain(self, client: _Stream, status: int, text: str, close: bool = False,
+                     record: _Record | None = None) -> None:
+        """Send a text/plain response of our own (``record`` is logged first)."""
         body = text.encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                   (b"x-content-type-options", b"nosniff")]
-        if close:
-            headers.append((b"connection", b"close"))
-        events: list[Any] = [h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))]
-        head = client.method == b"HEAD"
-        if not head:
-            events.append(h11.Data(data=body))
         if record is not None:
             # a raw-TCP guest gets a reset, not this body (the relay reads it)
+            head = client.head is not None and client.head.method == b"HEAD"
             record.status, record.bytes_down = status, 0 if head or record.method == "TCP" else len(body)
             self._log(record)
-        await client.send(*events, h11.EndOfMessage())
-        return 0 if head else len(body)
+        await self._answer(client, status, [(b"content-type", b"text/plain; charset=utf-8"),
+                                            (b"content-length", b"%d" % len(body)),
+                                            (b"x-content-type-options", b"nosniff")], body, close)
 
-    async def _refuse(self, client: _Side, status: int, text: str, close: bool, record: _Record) -> bool:
+    async def _refuse(self, client: _Stream, status: int, text: str, close: bool, record: _Record) -> bool:
         """403 / 400 / 502 made by the proxy; a request with a body is not drained: we close."""
         await self._plain(client, status, text, close=close, record=record)
         return not close and _reusable(client)
 
-    async def _control(self, client: _Side, method: str, target: str) -> bool:
+    async def _control(self, client: _Stream, method: str, target: str) -> bool:
         if target == "/_labkit/health":
             payload: Any = {"pid": os.getpid(), "port": self.port, "sandboxes": sorted(self.servers)}
         elif target == "/_labkit/sync" and method == "POST":
@@ -359,85 +546,99 @@ class ProxyServer:
             await self._plain(client, 400, f"unknown control request {method} {target}\n", close=True)
             return False
         body = json.dumps(payload).encode()
-        await client.send(h11.Response(status_code=200, reason=b"OK", headers=[
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]),
-            h11.Data(data=body), h11.EndOfMessage())
-        if client.conn.their_state is h11.SEND_BODY:
-            await client.next_event()
+        await self._answer(client, 200, [(b"content-type", b"application/json"),
+                                         (b"content-length", b"%d" % len(body))], body)
         return _reusable(client)
 
     # ---- relaying ------------------------------------------------------------------------------
-    async def _forward(self, client: _Side, req: h11.Request, host: str, port: int, path: str, body: bool,
+    async def _forward(self, client: _Stream, req: _Head, host: str, port: int, path: str,
                        up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, record: _Record) -> bool:
-        upstream = _Side(h11.CLIENT, up_reader, up_writer)
         headers = [(k, v) for k, v in req.headers if k not in HOP_BY_HOP]
         if not any(k == b"host" for k, _ in headers):
             headers.append((b"host", f"{host}:{port}".encode()))
         headers.append((b"connection", b"close"))
-        await upstream.send(h11.Request(method=req.method, target=path.encode(), headers=headers))
+        up_writer.write(_message_head(b"%s %s HTTP/1.1" % (req.method, path.encode("latin-1")), headers))
         upload: asyncio.Task[None] | None = None
-        if body:  # concurrently: the client may wait for a 100 Continue before it sends
-            upload = asyncio.create_task(self._upload(client, upstream, record))
-        else:
-            await upstream.send(h11.EndOfMessage())
+        if req.framing != "none":  # concurrently: the client may wait for a 100 Continue before it sends
+            upload = asyncio.create_task(self._upload(client, up_writer, req.framing == "chunked", record))
         try:
-            await self._download(client, upstream, record)
+            closing = await self._download(client, _Stream(up_reader, up_writer, answering=req.method), record)
         finally:
             if upload is not None and not upload.done():
                 upload.cancel()  # the response is complete; the rest of the body is not wanted
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await upload
-        if upload is not None and (upload.cancelled() or upload.exception() is not None):
+        if closing or (upload is not None and (upload.cancelled() or upload.exception() is not None)):
             return False
         return _reusable(client)
 
-    async def _upload(self, client: _Side, upstream: _Side, record: _Record) -> None:
+    async def _upload(self, client: _Stream, up_writer: asyncio.StreamWriter, chunked: bool,
+                      record: _Record) -> None:
         while True:
             event = await client.next_event()
-            if isinstance(event, h11.Data):
-                record.bytes_up += len(event.data)
-                await upstream.send(event)
-            elif isinstance(event, h11.EndOfMessage):
-                await upstream.send(h11.EndOfMessage())
+            if isinstance(event, bytes):
+                record.bytes_up += len(event)
+                up_writer.write(_chunk(event) if chunked else event)
+            elif event is END:
+                if chunked:
+                    up_writer.write(b"0\r\n\r\n")
+                await up_writer.drain()
                 return
             else:
                 raise _ClientGone()
+            await up_writer.drain()
 
-    async def _download(self, client: _Side, upstream: _Side, record: _Record) -> None:
-        started = False
-        length: int | None = None  # the body's Content-Length (None: chunked or until close)
+    async def _download(self, client: _Stream, upstream: _Stream, record: _Record) -> bool:
+        """Relay the response; everything parsed from one read of the upstream goes out in one write.
+        True when the answer told the client that the connection ends with it."""
+        req = client.head
+        assert req is not None
+        final = started = closing = False  # the final (not 1xx) head was parsed; went out; said close
+        chunked = False  # the client gets the body chunk-encoded
         try:
             while True:
-                event = await upstream.next_event()
-                if isinstance(event, h11.InformationalResponse):
-                    if event.status_code != 101:
-                        await client.send(event)
-                elif isinstance(event, h11.Response):
-                    record.status = event.status_code
-                    headers = [(k, v) for k, v in event.headers if k not in HOP_BY_HOP]
-                    length = _content_length(event.headers)
-                    if client.method == b"HEAD" or event.status_code in (204, 304) or length == 0:
-                        self._log(record)  # the head is the whole answer
-                    await client.send(h11.Response(status_code=event.status_code, headers=headers,
-                                                   reason=event.reason))
-                    started = True
-                elif isinstance(event, h11.Data):
-                    record.bytes_down += len(event.data)
-                    if length is not None and record.bytes_down >= length:
-                        self._log(record)  # with this chunk the client has its whole answer
-                    await client.send(event)
-                elif isinstance(event, h11.EndOfMessage):
-                    self._log(record)
-                    await client.send(h11.EndOfMessage())
-                    return
-                else:
-                    raise h11.RemoteProtocolError("upstream closed the connection", 502)
-        except h11.RemoteProtocolError as exc:
+                events = await upstream.batch()
+                if not events:
+                    raise _BadMessage("upstream closed the connection")
+                out: list[bytes] = []
+                sent_head = done = False
+                for event in events:
+                    if isinstance(event, _Head):
+                        if event.status == 101:
+                            raise _BadMessage("upstream switched protocols")
+                        if event.status >= 200:
+                            record.status, final, sent_head = event.status, True, True
+                            # an answer that overtakes the upload ends the connection: the rest is not read
+                            closing = not client.complete or not req.keep_alive
+                            head, chunked = _response_head(event, req, closing)
+                            out.append(head)
+                        elif req.version == "1.1":  # 100 Continue and friends
+                            out.append(_message_head(b"HTTP/1.1 %d %s" % (event.status, event.reason),
+                                                     [(k, v) for k, v in event.headers if k not in HOP_BY_HOP]))
+                    elif isinstance(event, bytes):
+                        record.bytes_down += len(event)
+                        out.append(_chunk(event) if chunked else event)
+                    elif event is END:
+                        if not final:
+                            continue  # the end of a 100 Continue: the answer is still to come
+                        if chunked:
+                            out.append(b"0\r\n\r\n")
+                        self._log(record)  # the client has its whole answer with this write
+                        done = True
+                        break
+                    elif isinstance(event, _BadMessage):
+                        raise event
+                client.writer.write(b"".join(out))
+                started = started or sent_head
+                await client.writer.drain()
+                if done:
+                    return closing
+        except _BadMessage as exc:
             if not started:
                 record.error = f"upstream: {exc}"
                 await self._plain(client, 502, f"Bad gateway: upstream {record.normalized} sent no valid response "
                                   f"({exc})\n", close=True, record=record)
-                return
+                return True
             record.error = "upstream closed mid-response"
             client.writer.transport.abort()  # an incomplete body must look incomplete to the client
             raise _ClientGone() from exc
@@ -445,14 +646,13 @@ class ProxyServer:
             record.error = record.error or f"client went away ({type(exc).__name__})"
             raise _ClientGone() from exc
 
-    async def _tunnel(self, client: _Side, up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
+    async def _tunnel(self, client: _Stream, up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
                       record: _Record) -> None:
-        await client.send(h11.Response(status_code=200, reason=b"Connection established", headers=[]))
+        client.writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         record.status = 200
-        leftover, _ = client.conn.trailing_data
-        if leftover:
-            record.bytes_up += len(leftover)
-            up_writer.write(leftover)
+        if client.tail:
+            record.bytes_up += len(client.tail)
+            up_writer.write(client.tail)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             try:
@@ -471,31 +671,37 @@ class ProxyServer:
         await asyncio.gather(pipe(client.reader, up_writer, True), pipe(up_reader, client.writer, False))
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for key, value in headers:
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+def _message_head(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join([first_line, b"\r\n", *[b"%s: %s\r\n" % header for header in headers], b"\r\n"])
 
 
-def _has_body(req: h11.Request) -> bool:
-    for name, value in req.headers:
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
-            return True
-    return False
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def _raw_tcp(req: h11.Request) -> bool:
-    """A tunnel the in-sandbox relay opened for raw TCP (a guest may only mislabel its own records)."""
-    return any(name == RAW_TCP_HEADER for name, _ in req.headers)
+def _response_head(resp: _Head, req: _Head, close: bool) -> tuple[bytes, bool]:
+    """The response head as the client gets it, and whether its body goes chunk-encoded.
+
+    h11's rules, which this proxy followed so far: a body of unknown length is chunked for an
+    HTTP/1.1 client and ends with the connection for an HTTP/1.0 one."""
+    headers = [(k, v) for k, v in resp.headers if k not in HOP_BY_HOP]
+    chunked = False
+    if resp.status not in (204, 304) and (
+            resp.framing == "chunked" or not any(k == b"content-length" for k, _ in headers)):
+        headers = [(k, v) for k, v in headers if k not in (b"content-length", b"transfer-encoding")]
+        if req.version == "1.1":
+            headers.append((b"transfer-encoding", b"chunked"))
+            chunked = resp.framing != "none"
+        elif req.method != b"HEAD":
+            close = True
+    if close:
+        headers.append((b"connection", b"close"))
+    return _message_head(b"HTTP/1.1 %d %s" % (resp.status, resp.reason), headers), chunked
 
 
-def _reusable(client: _Side) -> bool:
-    """Both sides of the exchange complete, so the client connection can carry another request."""
-    return client.conn.our_state is h11.DONE and client.conn.their_state is h11.DONE
+def _reusable(client: _Stream) -> bool:
+    """The request was read to its end and allows another after it on this connection."""
+    return client.head is not None and client.head.keep_alive and client.complete
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -523,17 +729,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("LABKIT_PROXY_PORT", "0") or 0),
                         help="loopback TCP port of the main listener (0 = any free port)")
     args = parser.parse_args(argv)
-    try:  # uvloop, when installed, roughly halves the proxy's own cost per request
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
     from .._core import paths
     from .._core.daemon import exit_when_folder_gone
 
     exit_when_folder_gone(paths.home())
-    runner(serve(run_dir(), args.port))
+    try:  # uvloop (a dependency) takes about a quarter off the proxy's CPU per request; asyncio works too
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(run_dir(), args.port))
+    else:
+        uvloop.run(serve(run_dir(), args.port))
     return 0
 
 

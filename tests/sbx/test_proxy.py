@@ -15,10 +15,11 @@ from pathlib import Path
 
 import h11
 import pytest
-from sbx_helpers import Upstream, audit_mark, audit_wait, free_port
+from sbx_helpers import Upstream, audit_mark, audit_wait
 
 from labkit.sbx import audit, rules, runtime, service
 from labkit.sbx.proxy import ProxyServer
+from tests.support import free_port
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fresh_policy")]
 
