@@ -134,3 +134,19 @@ def test_a_missing_working_folder_is_named_not_blamed_on_the_program(tmp_path):
     result = runner.run(["ls"], cwd=str(missing), out=out)
     assert not result.ok and result.error == f"the folder {missing} does not exist — create it: mkdir -p {missing}"
     assert "cannot run" not in out.getvalue() and "ls:" not in result.error
+
+
+def test_progress_lines_share_one_line_on_screen_but_all_stay_in_the_output() -> None:
+    code = ("print('pulling'); [print(f'Downloaded {i}MB of 3MB', flush=True) for i in range(1, 4)]; "
+            "print('Model pulled successfully')")
+    out = io.StringIO()
+    result = runner.run([sys.executable, "-c", code], out=out)
+    assert out.getvalue().split("\n", 1)[1] == ("pulling\nDownloaded 1MB of 3MB\rDownloaded 2MB of 3MB\r"
+                                                "Downloaded 3MB of 3MB\nModel pulled successfully\n")
+    assert result.stdout.count("Downloaded") == 3
+
+
+def test_a_table_row_with_numbers_is_not_taken_for_progress() -> None:
+    out = io.StringIO()
+    runner.run([sys.executable, "-c", "print('ai/smollm2  135M  Q4_1'); print('ai/other  360M  Q4_K_M')"], out=out)
+    assert out.getvalue().split("\n", 1)[1] == "ai/smollm2  135M  Q4_1\nai/other  360M  Q4_K_M\n"

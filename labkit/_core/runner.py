@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import selectors
 import shlex
 import shutil
@@ -29,6 +30,8 @@ from . import presenter
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_LINES = 60
 TAIL_LINES = 10
+# A transfer's progress, one line per step (DMR's non-TTY `Downloaded X of Y`, `Transferred: N MB`).
+PROGRESS = re.compile(r"(Downloaded|Downloading|Transferred|Uploaded)\b[^\n]*\d")
 TIMEOUT_EXIT = 124  # what coreutils' timeout(1) returns
 MISSING_EXIT = 127  # what a shell returns for "command not found"
 INTERRUPT_EXIT = 130
@@ -175,6 +178,7 @@ class _Echo:
         self.printed = 0
         self.held: list[str] = []
         self.last_char = "\n"
+        self.progress_open = False  # a progress line is on screen, its newline not written yet
 
     def write(self, text: str) -> None:
         if self.out is None or not text:
@@ -184,6 +188,8 @@ class _Echo:
             return
         lines = text.splitlines(keepends=True)
         for i, line in enumerate(lines):
+            if self._progress(self.out, line):
+                continue
             if self.printed >= self.head:
                 self.held.append("".join(lines[i:]))
                 break
@@ -192,11 +198,30 @@ class _Echo:
             self.printed += line.endswith("\n")
         self.out.flush()
 
+    def _progress(self, out: TextIO, line: str) -> bool:
+        """Progress lines (``Downloaded 4MB of 98MB``, one per chunk) share one line on screen: each
+        redraws the last with ``\r``, as a terminal shows them; the result's output keeps them all."""
+        whole = line.endswith("\n") and self.last_char == "\n"
+        if whole and PROGRESS.match(line):
+            out.write(("\r" if self.progress_open else "") + line.rstrip("\n"))
+            if not self.progress_open:
+                self.printed += 1
+            self.progress_open = True
+            return True
+        self._close_progress()
+        return False
+
+    def _close_progress(self) -> None:
+        if self.progress_open and self.out is not None:
+            self.out.write("\n")
+            self.progress_open = False
+
     def finish(self, result: Result) -> None:
         """Show what was held back, then the status line of a command that did not succeed, passed on
         with the result's ``ok`` (a presenter block colours it from that, not from its text)."""
         if self.out is None:
             return
+        self._close_progress()
         if self.held:
             rest = "".join(self.held).splitlines(keepends=True)
             if len(rest) > TAIL_LINES:
