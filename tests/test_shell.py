@@ -150,3 +150,11 @@ def test_a_table_row_with_numbers_is_not_taken_for_progress() -> None:
     out = io.StringIO()
     runner.run([sys.executable, "-c", "print('ai/smollm2  135M  Q4_1'); print('ai/other  360M  Q4_K_M')"], out=out)
     assert out.getvalue().split("\n", 1)[1] == "ai/smollm2  135M  Q4_1\nai/other  360M  Q4_K_M\n"
+
+
+def test_progress_lines_cut_anywhere_by_the_pipe_still_share_one_line() -> None:
+    code = ("import sys, time\nfor i in (1, 2):\n    for part in ('Down', f'loaded {i}MB of 2MB', '\\n'):\n"
+            "        sys.stdout.write(part); sys.stdout.flush(); time.sleep(0.02)\nprint('done')")
+    out = io.StringIO()
+    runner.run([sys.executable, "-c", code], out=out)
+    assert out.getvalue().endswith("'\nDownloaded 1MB of 2MB\rDownloaded 2MB of 2MB\ndone\n")

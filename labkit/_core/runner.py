@@ -31,7 +31,14 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_LINES = 60
 TAIL_LINES = 10
 # A transfer's progress, one line per step (DMR's non-TTY `Downloaded X of Y`, `Transferred: N MB`).
-PROGRESS = re.compile(r"(Downloaded|Downloading|Transferred|Uploaded)\b[^\n]*\d")
+PROGRESS_WORDS = ("Downloaded", "Downloading", "Transferred", "Uploaded")
+PROGRESS = re.compile(rf"({'|'.join(PROGRESS_WORDS)})\b[^\n]*\d")
+
+
+def _may_be_progress(fragment: str) -> bool:
+    """The first part of a line that may turn out to be progress (a pipe can cut a line anywhere)."""
+    return bool(PROGRESS.match(fragment)) or any(
+        fragment[: len(w)] == w[: len(fragment)] for w in PROGRESS_WORDS)
 TIMEOUT_EXIT = 124  # what coreutils' timeout(1) returns
 MISSING_EXIT = 127  # what a shell returns for "command not found"
 INTERRUPT_EXIT = 130
@@ -179,6 +186,7 @@ class _Echo:
         self.held: list[str] = []
         self.last_char = "\n"
         self.progress_open = False  # a progress line is on screen, its newline not written yet
+        self.partial = ""  # a progress line's first part, held until its newline arrives
 
     def write(self, text: str) -> None:
         if self.out is None or not text:
@@ -186,7 +194,10 @@ class _Echo:
         if self.held:
             self.held.append(text)
             return
+        text, self.partial = self.partial + text, ""
         lines = text.splitlines(keepends=True)
+        if not lines[-1].endswith("\n") and _may_be_progress(lines[-1]) and (len(lines) > 1 or self.last_char == "\n"):
+            self.partial = lines.pop()  # the start of a progress line: wait for its end
         for i, line in enumerate(lines):
             if self._progress(self.out, line):
                 continue
@@ -221,6 +232,9 @@ class _Echo:
         with the result's ``ok`` (a presenter block colours it from that, not from its text)."""
         if self.out is None:
             return
+        if self.partial:
+            text, self.partial = self.partial, ""
+            self.write(text + "\n")
         self._close_progress()
         if self.held:
             rest = "".join(self.held).splitlines(keepends=True)

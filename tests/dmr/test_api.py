@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import httpx
 import openai
 import pytest
 
+from labkit.dmr import cli
 from labkit.runtime.probes import probe_dmr
 
 from .conftest import REF, TAG, Session
@@ -23,9 +27,16 @@ def assert_go_error(resp: httpx.Response, status: int, body: str) -> None:
     assert resp.headers["x-labkit-embedded"] == "1"
 
 
-def test_first_pull_filled_an_empty_store(pulled: Session) -> None:
-    assert pulled.empty_before_pull
-    lines = pulled.pull_output.splitlines()
+def test_a_pull_into_an_empty_store_prints_progress_then_success(pulled: Session) -> None:
+    # other test folders share this LABKIT_HOME and may have pulled first: empty the store here
+    with contextlib.redirect_stdout(io.StringIO()):
+        for model in httpx.get(pulled.base_url + "/models").json():
+            assert cli.main(["rm", model["id"]]) == 0
+    assert httpx.get(pulled.base_url + "/models").json() == []
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["pull", REF]) == 0
+    lines = out.getvalue().splitlines()
     assert lines[-1] == "Model pulled successfully"
     progress = [line for line in lines if line.startswith("Downloaded ")]
     assert len(progress) >= 2 and progress[-1] == "Downloaded 98.36MB of 98.36MB"
