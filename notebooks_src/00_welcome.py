@@ -10,9 +10,9 @@
 # (Shift+Enter); every command you see is run for real and its output is printed below it.
 #
 # ## The architecture
-# So far, governed agents called cloud models. This course closes the last gap: a coding agent
-# that runs **inside a sandbox** against an **open-source model on your own machine**. No API
-# keys, no egress, no cloud bill.
+# A coding agent usually sends your code and prompts to a model in the cloud. This course keeps
+# the whole loop on your own machine: the agent runs **inside a sandbox**, and the model it calls
+# is an **open-source model on your host**. No API keys, no egress, no cloud bill.
 #
 # ```
 # host ──────────────────────────────────────────────────────────────────────
@@ -75,7 +75,7 @@ lab = labkit.connect(mode=MODE)
 # says which mode `auto` selects and why. (Instructors: run this before class.)
 
 # %% tags=["nbval-ignore-output"]
-lab.host("labkit doctor");
+lab.host("labkit doctor")
 
 # %% [markdown]
 # ## Checkpoint
@@ -101,4 +101,16 @@ ready = checks.preflight(lab)
 #
 # **Your turn:** open a terminal in JupyterLab (File → New → Terminal) and run `labkit shell`.
 # In that shell the course's commands (`docker model ls`, `sbx ls`) work in this mode, so you can
-# type every step yourself. Continue with **01**.
+# type every step yourself.
+#
+# ## What's next
+# Notebook **01**: confirm that the model server runs on the host, list its models and pull one.
+#
+# ## Resources
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): the sandboxes, their CLI `sbx`,
+#   and their network policy.
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.
+# - [Run Claude Code in a Docker Sandbox with Docker Model Runner](https://docs.docker.com/guides/claude-code-sandbox-model-runner/):
+#   Docker's own guide to the architecture of this course.
+# - [The course's design](../docs/design.md): the two modes, and what embedded mode must
+#   reproduce of the real tools.

@@ -28,23 +28,23 @@ print(f"model for this course: {model}")
 # `docker model ls` lists the models in the local store. On a fresh machine the list is empty.
 
 # %%
-lab.host("docker model ls");
+lab.host("docker model ls")
 
 # %% [markdown]
 # The same list over HTTP: this is the OpenAI-compatible endpoint every client (and, later, the
 # sandbox) uses. `llama.cpp` in the path names the inference engine.
 
 # %%
-lab.host(f"curl -s http://localhost:{lab.port}/engines/llama.cpp/v1/models | head -20");
+lab.host(f"curl -s http://localhost:{lab.port}/engines/llama.cpp/v1/models | head -20")
 
 # %% [markdown]
 # ## Pull a small model
-# The seed module pulls `ai/smollm2:360M-Q4_K_M`. Embedded mode ships one model inside a Python
+# In live mode this module uses `ai/smollm2:360M-Q4_K_M`. Embedded mode ships one model inside a Python
 # package, SmolLM2-135M-Instruct (Q4_1), and serves only that one; in live mode any model from
 # Docker Hub works. The pull output is real: embedded mode copies the shipped file into its store.
 
 # %%
-lab.host(f"docker model pull {model}", timeout=900);  # live mode downloads: allow 15 minutes
+lab.host(f"docker model pull {model}", timeout=900)  # live mode downloads: allow 15 minutes
 
 # %% [markdown]
 # Now the list has it. Note the **MODEL NAME** column drops `ai/` and `docker.io/`, while the HTTP
@@ -52,10 +52,10 @@ lab.host(f"docker model pull {model}", timeout=900);  # live mode downloads: all
 # accept is a model you have not pulled.
 
 # %%
-lab.host("docker model ls");
+lab.host("docker model ls")
 
 # %%
-lab.host(f"curl -s http://localhost:{lab.port}/engines/llama.cpp/v1/models");
+lab.host(f"curl -s http://localhost:{lab.port}/engines/llama.cpp/v1/models")
 
 # %% [markdown]
 # ## Pick a model
@@ -68,12 +68,12 @@ picker
 
 # %% [markdown]
 # ## What a failed pull looks like
-# The seed pulls `ai/smollm2:360M-Q4_K_M`. In live mode that downloads about 270 MB. In embedded
+# This module's live model is `ai/smollm2:360M-Q4_K_M`: a live pull downloads about 270 MB. In embedded
 # mode it fails exactly the way Docker Model Runner fails for a model it cannot get (exit 1), plus
 # one line on how to switch to live mode.
 
 # %%
-lab.host("docker model pull ai/smollm2:360M-Q4_K_M", timeout=900);
+lab.host("docker model pull ai/smollm2:360M-Q4_K_M", timeout=900)
 
 # %% [markdown]
 # ## What just happened
@@ -82,9 +82,10 @@ lab.host("docker model pull ai/smollm2:360M-Q4_K_M", timeout=900);
 # any request can name it.
 #
 # ## Your turn
-# Requests must name a model **exactly** as the server knows it (the seed's troubleshooting table
-# calls this out). Set `MY_MODEL_ID` below to the `id` the HTTP list printed for your model, then
-# run the checkpoint: it asks the server whether that id answers.
+# Requests must name a model **exactly** as the server knows it (this module's troubleshooting
+# table, in notebook 09, calls this out). Set `MY_MODEL_ID` below to the `id` the HTTP list printed
+# for your model, then run the checkpoint: it asks the server whether that id answers.
+# The checkpoint's `exercise` line shows ✗ until you have done this: that is expected.
 
 # %%
 MY_MODEL_ID = ""  # paste the id here
@@ -101,4 +102,15 @@ MY_MODEL_ID = ""  # paste the id here
 
 # %%
 checks.step1_models(lab, model)
-exercises.model_id(lab, MY_MODEL_ID);
+exercises.model_id(lab, MY_MODEL_ID)
+
+# %% [markdown]
+# ## What's next
+# Notebook **02**: create a fresh sandbox, the place where the agent will run.
+#
+# ## Resources
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.
+# - [Docker Model Runner's REST API](https://docs.docker.com/ai/model-runner/api-reference/): base URLs, routes, and the OpenAI, Anthropic and Ollama formats.
+# - [`docker model` CLI reference](https://docs.docker.com/reference/cli/docker/model/): `ls`, `pull`, `rm`, `inspect`, `requests`.
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.
+# - [This repository's notes on DMR](../docs/sbx-dmr-facts.md) (Part 2): the routes, outputs and error bodies the embedded server reproduces.

@@ -22,17 +22,17 @@ lab = labkit.connect(mode=MODE)
 
 # %% [markdown]
 # ## Make a workspace and create the sandbox
-# The seed does `mkdir -p /tmp/dmr-test && cd /tmp/dmr-test` and then creates the sandbox with the
+# This module does `mkdir -p /tmp/dmr-test && cd /tmp/dmr-test` and then creates the sandbox with the
 # current folder (`.`) as its workspace. The workspace is mounted **read-write at the same path**
 # inside the sandbox: that folder is the only part of your disk the sandbox sees.
 #
 # Re-running this notebook is safe: an existing sandbox is reused, not created twice.
 
 # %%
-lab.host(f"mkdir -p {WORKDIR}");
+lab.host(f"mkdir -p {WORKDIR}")
 
 # %%
-lab.sandbox(SANDBOX).create("shell", ".", cwd=WORKDIR, timeout=900);  # a first live create pulls an image
+lab.sandbox(SANDBOX).create("shell", ".", cwd=WORKDIR, timeout=900)  # a first live create pulls an image
 
 # %% [markdown]
 # In embedded mode the output names the **isolation tier**: `namespaced` means bubblewrap gave the
@@ -43,13 +43,13 @@ lab.sandbox(SANDBOX).create("shell", ".", cwd=WORKDIR, timeout=900);  # a first 
 # ## List sandboxes
 
 # %%
-lab.host("sbx ls");
+lab.host("sbx ls")
 
 # %% [markdown]
 # `--json` gives the same as a document, which is what scripts should parse:
 
 # %%
-lab.host("sbx ls --json");
+lab.host("sbx ls --json")
 
 # %% [markdown]
 # ## What just happened
@@ -59,7 +59,7 @@ lab.host("sbx ls --json");
 #
 # ## Your turn
 # Create a second sandbox named `dmr-scratch` on the same workspace and list both.
-# (Notebook 09 removes every course sandbox at the end.)
+# (Notebook 09 removes every course sandbox at the end.) The checkpoint's `exercise` line shows ✗ until you have done this: that is expected.
 
 # %%
 # Exercise: create the sandbox `dmr-scratch` here
@@ -78,4 +78,14 @@ lab.host("sbx ls --json");
 
 # %%
 checks.step2_sandbox(lab, SANDBOX, WORKDIR)
-exercises.second_sandbox(lab, "dmr-scratch");
+exercises.second_sandbox(lab, "dmr-scratch")
+
+# %% [markdown]
+# ## What's next
+# Notebook **03**: allow the model port through the network policy, the one rule the sandbox needs.
+#
+# ## Resources
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.
+# - [`sbx create shell`](https://docs.docker.com/reference/cli/sbx/create/shell/) and the
+#   [shell agent](https://docs.docker.com/ai/sandboxes/agents/shell/): a sandbox with a plain bash and no AI agent.
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.

@@ -27,26 +27,26 @@ rule = lab.endpoints.rule  # "localhost:12434"
 # `sbx policy check` asks the policy without sending anything:
 
 # %%
-lab.host(f"sbx policy check network {rule}");
+lab.host(f"sbx policy check network {rule}")
 
 # %% [markdown]
 # ## Add the allow rule
-# The seed's command, verbatim:
+# This module's command, verbatim:
 
 # %%
-lab.host(f"sbx policy allow network {rule}");
+lab.host(f"sbx policy allow network {rule}")
 
 # %% [markdown]
 # ## Verify
-# The seed verifies with `sbx policy ls | grep localhost`. Since sbx v0.35, plain `sbx policy ls`
+# This module verifies with `sbx policy ls | grep localhost`. Since sbx v0.35, plain `sbx policy ls`
 # prints one summary line per policy (no hosts), so the rule shows up in the summary count; the
 # `--wide` listing shows each rule with its resources, and that is where `grep` finds it.
 
 # %%
-lab.host("sbx policy ls");
+lab.host("sbx policy ls")
 
 # %%
-lab.host("sbx policy ls --wide | grep localhost");
+lab.host("sbx policy ls --wide | grep localhost")
 
 # %% [markdown]
 # ## Why `localhost` and not `host.docker.internal`?
@@ -71,7 +71,7 @@ switch
 #
 # ## Your turn
 # Add an allow rule for another host, `pypi.org` (set `EXTRA_HOST` to try another), and confirm it
-# with `sbx policy check network`. The checkpoint reads the policy store.
+# with `sbx policy check network`. The checkpoint reads the policy store. The checkpoint's `exercise` line shows ✗ until you have done this: that is expected.
 
 # %%
 # Exercise: allow EXTRA_HOST, then check it
@@ -92,4 +92,16 @@ switch
 
 # %%
 checks.step3_policy(lab)
-exercises.extra_rule(lab, EXTRA_HOST);
+exercises.extra_rule(lab, EXTRA_HOST)
+
+# %% [markdown]
+# ## What's next
+# Notebook **04**: look inside the sandbox: its hostname, its system, your workspace.
+#
+# ## Resources
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.
+# - [Policies](https://docs.docker.com/ai/sandboxes/security/policy/): presets, rules, and how deny beats allow.
+# - [`sbx policy` CLI reference](https://docs.docker.com/reference/cli/sbx/policy/): `allow`, `deny`, `ls`, `log`, `rm`, `reset`.
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.
+# - [Run Claude Code in a Docker Sandbox with Docker Model Runner](https://docs.docker.com/guides/claude-code-sandbox-model-runner/):
+#   Docker's guide to the same architecture.

@@ -21,35 +21,43 @@ box = lab.prepare(sandbox=SANDBOX, workdir=WORKDIR)  # what notebook 02 made, ma
 
 # %% [markdown]
 # ## `sbx run` vs `sbx exec`
-# The seed attaches with `sbx run dmr-test` and lands at a prompt like `agent@dmr-test:dmr-test$`.
+# This module attaches with `sbx run dmr-test` and lands at a prompt like `agent@dmr-test:dmr-test$`.
 # That is interactive: it needs a terminal. In a JupyterLab terminal, run `labkit shell`, then
 # `sbx run dmr-test` (type `exit` to leave). A notebook cell has no terminal, so here we use
 # `sbx exec SANDBOX COMMAND`, which runs one command inside and passes its output and exit code back.
 
 # %%
-box.exec("hostname");
+box.exec("hostname")
 
 # %% [markdown]
 # A command line with a pipe runs under `bash -c` inside the sandbox (`sbx exec` runs one program,
 # not a shell line):
 
 # %%
-box.exec("cat /etc/os-release | head -2");
+box.exec("cat /etc/os-release | head -2")
 
 # %% [markdown]
-# **Embedded mode differs here:** sbx's microVM boots a clean Ubuntu image, so the seed shows
-# Ubuntu 25.10; labkit's namespace sandbox shares your host's read-only system, so it shows your
+# **Embedded mode differs here:** sbx's microVM boots a clean Ubuntu image (Ubuntu 25.10 when this
+# module was written); labkit's namespace sandbox shares your host's read-only system, so it shows your
 # host's distribution. What is private to the sandbox is its hostname, network, processes, home and
 # `/tmp`.
 
 # %%
-box.exec("bash -c 'echo user=$(id -un) home=$HOME; ls /home; echo processes: $(ls /proc | grep -c \"^[0-9]\")'");
+box.exec("bash -c 'echo user=$(id -un) home=$HOME; ls /home'")
+
+# %% [markdown]
+# Its processes: with its own PID namespace the sandbox sees only the few it runs itself (the exact
+# number changes from run to run), where your host runs hundreds:
+
+# %%
+pids = [name for name in box.exec("ls /proc", echo=False).stdout.split() if name.isdigit()]
+print("processes visible inside the sandbox:", "fewer than 10" if len(pids) < 10 else len(pids))
 
 # %% [markdown]
 # The workspace is the same folder on both sides:
 
 # %%
-box.exec("pwd");
+box.exec("pwd")
 
 # %% [markdown]
 # ## What just happened
@@ -60,7 +68,8 @@ box.exec("pwd");
 # ## Your turn
 # From inside the sandbox, write the sandbox's hostname into a file `hello-from-sandbox.txt` in the
 # workspace (`hostname > …`, run inside), then read it on the host with `cat` (run through
-# `lab.host`): the hostname proves the file was written in there. The check below stays ✗ until then.
+# `lab.host`): the hostname proves the file was written in there. The checkpoint's `exercise` line
+# shows ✗ until you have done this: that is expected.
 
 # %%
 # Exercise: write the file inside, read it on the host
@@ -79,4 +88,13 @@ box.exec("pwd");
 
 # %%
 checks.step4_inside(lab, SANDBOX)
-exercises.workspace_file(WORKDIR, "hello-from-sandbox.txt", SANDBOX, "the sandbox's hostname");
+exercises.workspace_file(WORKDIR, "hello-from-sandbox.txt", SANDBOX, "the sandbox's hostname")
+
+# %% [markdown]
+# ## What's next
+# Notebook **05**: the three networking facts inside a sandbox, each demonstrated.
+#
+# ## Resources
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.
+# - [`sbx exec`](https://docs.docker.com/reference/cli/sbx/exec/): its flags follow `docker exec`.
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.

@@ -26,7 +26,7 @@ box = lab.prepare(sandbox=SANDBOX, workdir=WORKDIR, allow_model_port=True)  # 02
 # in its environment, and every HTTP client honours these variables:
 
 # %%
-box.exec("bash -c 'env | grep -i _proxy | sort'");
+box.exec("bash -c 'env | grep -i _proxy | sort'")
 
 # %% [markdown]
 # `NO_PROXY` keeps `localhost` traffic inside the sandbox. Everything else goes to
@@ -36,16 +36,16 @@ box.exec("bash -c 'env | grep -i _proxy | sort'");
 # The model server listens on your host's `localhost:12434`, yet from inside:
 
 # %%
-box.exec(f"curl -sS http://localhost:{lab.port}/engines/llama.cpp/v1/models");
+box.exec(f"curl -sS http://localhost:{lab.port}/engines/llama.cpp/v1/models")
 
 # %% [markdown]
 # `curl: (7)` is *connection refused*: nothing listens on the sandbox's own port 12434.
 #
 # ## Fact 2: `host.docker.internal` reaches your host, through the proxy
-# The seed's command, verbatim:
+# This module's command, verbatim:
 
 # %%
-box.exec(f"curl -s http://host.docker.internal:{lab.port}/engines/llama.cpp/v1/models | head -30");
+box.exec(f"curl -s http://host.docker.internal:{lab.port}/engines/llama.cpp/v1/models | head -30")
 
 # %% [markdown]
 # The same list you saw on the host in notebook 01: the proxy matched the request as
@@ -63,17 +63,17 @@ audit_view
 # direct, bypassing the proxy, fails with `curl: (6)`:
 
 # %%
-box.exec("getent hosts model-runner.docker.internal");
+box.exec("getent hosts model-runner.docker.internal")
 
 # %%
-box.exec("curl -sS --noproxy '*' http://model-runner.docker.internal/engines/v1/models");
+box.exec("curl -sS --noproxy '*' http://model-runner.docker.internal/engines/v1/models")
 
 # %% [markdown]
 # Through the proxy the name is simply not allowed, so the proxy answers 403 before it would even
 # look the name up (policy is decided before DNS):
 
 # %%
-box.exec("curl -s http://model-runner.docker.internal/engines/v1/models");
+box.exec("curl -s http://model-runner.docker.internal/engines/v1/models")
 
 # %% [markdown]
 # ## What just happened
@@ -82,13 +82,13 @@ box.exec("curl -s http://model-runner.docker.internal/engines/v1/models");
 # allows. `sbx policy log` aggregates what the proxy saw, per host:
 
 # %%
-lab.host(f"sbx policy log {SANDBOX}");
+lab.host(f"sbx policy log {SANDBOX}")
 
 # %% [markdown]
 # ## Your turn
 # Ask the model API for one model by id from inside the sandbox:
 # `GET http://host.docker.internal:12434/engines/llama.cpp/v1/models/<id>`. The checkpoint looks for
-# that request in the audit records.
+# that request in the audit records. The checkpoint's `exercise` line shows ✗ until you have done this: that is expected.
 
 # %%
 # Exercise: request one model by id from inside the sandbox
@@ -107,4 +107,16 @@ lab.host(f"sbx policy log {SANDBOX}");
 
 # %%
 checks.step5_network(lab, SANDBOX)
-exercises.model_by_id(lab, SANDBOX);
+exercises.model_by_id(lab, SANDBOX)
+
+# %% [markdown]
+# ## What's next
+# Notebook **06**: send a chat completion from inside the sandbox to the model on the host.
+#
+# ## Resources
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.
+# - [Policies](https://docs.docker.com/ai/sandboxes/security/policy/): presets, rules, and how deny beats allow.
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.
+# - [Docker Model Runner's REST API](https://docs.docker.com/ai/model-runner/api-reference/): base URLs, routes, and the OpenAI, Anthropic and Ollama formats.
+# - [Run Claude Code in a Docker Sandbox with Docker Model Runner](https://docs.docker.com/guides/claude-code-sandbox-model-runner/):
+#   Docker's guide to the same architecture.

@@ -27,7 +27,7 @@ box = lab.prepare(model=model, sandbox=SANDBOX, workdir=WORKDIR, allow_model_por
 
 # %% [markdown]
 # ## A chat completion with curl, from inside
-# The seed's command, with the model you pulled. The model id must be passed **verbatim**: a
+# This module's command, with the model you pulled. The model id must be passed **verbatim**: a
 # quantization tag such as `:135M-Q4_1` is part of the name.
 
 # %%
@@ -51,7 +51,7 @@ print("has content:", bool(answer["choices"][0]["message"]["content"].strip()))
 print("usage keys:", sorted(answer["usage"]))
 
 # %% [markdown]
-# A 135M model rarely replies *exactly* as asked; that is the point of the seed's tip: small models
+# A 135M model rarely replies *exactly* as asked; that is the point of this module's tip: small models
 # prove connectivity, larger ones (`ai/qwen3:8B-Q4_K_M` in live mode) write useful code.
 #
 # ## Try it yourself: the prompt panel
@@ -69,13 +69,13 @@ panel
 # `POST …/chat/completions` with status 200:
 
 # %%
-lab.host(f"sbx policy log {SANDBOX}");
+lab.host(f"sbx policy log {SANDBOX}")
 
 # %% [markdown]
 # ## Your turn
 # Change the prompt and send a second chat completion of your own (edit `PROMPT` and re-run the curl
 # cell, or use the prompt panel). The checkpoint counts this sandbox's chat completions in the audit
-# records: it wants at least two.
+# records: it wants at least two. The checkpoint's `exercise` line shows ✗ until you have done this: that is expected.
 
 # %%
 # Exercise: send a second chat completion with your own prompt
@@ -92,4 +92,14 @@ lab.host(f"sbx policy log {SANDBOX}");
 
 # %%
 checks.step6_chat(lab, SANDBOX, answer)
-exercises.prompt_sent(lab, SANDBOX);
+exercises.prompt_sent(lab, SANDBOX)
+
+# %% [markdown]
+# ## What's next
+# Notebook **07**: the same request from a Python program, with the OpenAI SDK, streaming.
+#
+# ## Resources
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.
+# - [Docker Model Runner's REST API](https://docs.docker.com/ai/model-runner/api-reference/): base URLs, routes, and the OpenAI, Anthropic and Ollama formats.
+# - [OpenAI's chat completions API](https://platform.openai.com/docs/api-reference/chat): the request and response shapes used here.
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.

@@ -27,7 +27,7 @@ box = lab.prepare(model=model, sandbox=SANDBOX, workdir=WORKDIR, allow_model_por
 
 # %% [markdown]
 # ## Write `test_local.py` inside the sandbox
-# The seed's script, with your model. It is written from inside the sandbox into the workspace,
+# This module's script, with your model. It is written from inside the sandbox into the workspace,
 # so it appears on the host too.
 
 # %%
@@ -44,16 +44,16 @@ resp = client.chat.completions.create(
 )
 print(resp.choices[0].message.content)
 '''
-box.exec(["bash", "-c", "cat > test_local.py"], input=script);
+box.exec(["bash", "-c", "cat > test_local.py"], input=script)
 
 # %% [markdown]
 # ## Install the SDK and run it
-# The seed installs the SDK inside the sandbox. In embedded mode the course's Python environment is
+# This module installs the SDK inside the sandbox. In embedded mode the course's Python environment is
 # already visible inside, so pip finds `openai` (and `anthropic`, used below) installed and changes nothing. In live mode pip
 # downloads it through the proxy (the `balanced` preset allows PyPI).
 
 # %% tags=["nbval-ignore-output"]
-box.exec("pip install --break-system-packages openai anthropic", timeout=300);
+box.exec("pip install --break-system-packages openai anthropic", timeout=300)
 
 # %% tags=["nbval-ignore-output"]
 run = box.exec("python3 test_local.py", timeout=300)
@@ -87,7 +87,7 @@ for chunk in client.chat.completions.create(
 print()
 print(f"STREAM chunks={{chunks}}")
 '''
-box.exec(["bash", "-c", "cat > test_stream.py"], input=stream_script);
+box.exec(["bash", "-c", "cat > test_stream.py"], input=stream_script)
 
 # %% tags=["nbval-ignore-output"]
 streamed = box.exec("python3 test_stream.py", timeout=300)
@@ -115,7 +115,7 @@ m = claude.messages.create(model="{model}", max_tokens=20,
                            messages=[{{"role": "user", "content": "Name one colour."}}])
 print("Messages API:", m.stop_reason, repr(m.content[0].text))
 '''
-box.exec(["bash", "-c", "cat > test_agent_apis.py"], input=agent_apis_script);
+box.exec(["bash", "-c", "cat > test_agent_apis.py"], input=agent_apis_script)
 
 # %% tags=["nbval-ignore-output"]
 apis = box.exec("python3 test_agent_apis.py", timeout=300)
@@ -135,7 +135,7 @@ print("Messages API answered:", "Messages API: end_turn" in apis.stdout or "Mess
 # proxy's decisions on disk: the rule that allowed them, how often, when.
 
 # %%
-lab.host(f"sbx policy log {SANDBOX}");
+lab.host(f"sbx policy log {SANDBOX}")
 
 # %% [markdown]
 # The model runner keeps a log of its own: `docker model requests` shows the last 10 requests per
@@ -159,6 +159,7 @@ for record in json.loads(requests_log.stdout)[0]["records"][-3:]:
 # ## Your turn
 # Write your own `my_client.py` in the workspace that asks the model any question with the SDK, and
 # run it inside the sandbox. The checkpoint looks for the file and an allowed chat request.
+# The checkpoint's `exercise` line shows ✗ until you have done this: that is expected.
 
 # %%
 # Exercise: my_client.py
@@ -177,4 +178,16 @@ for record in json.loads(requests_log.stdout)[0]["records"][-3:]:
 
 # %%
 checks.step7_sdk(lab, SANDBOX, WORKDIR, run)
-exercises.workspace_file(WORKDIR, "my_client.py");
+exercises.workspace_file(WORKDIR, "my_client.py")
+
+# %% [markdown]
+# ## What's next
+# Notebook **08**: a real coding agent in a sandbox against the local model; watch its traffic, break it, restore it.
+#
+# ## Resources
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.
+# - [Docker Model Runner's REST API](https://docs.docker.com/ai/model-runner/api-reference/): base URLs, routes, and the OpenAI, Anthropic and Ollama formats.
+# - [`docker model requests`](https://docs.docker.com/reference/cli/docker/model/requests/): the model runner's own request log.
+# - The SDKs: [OpenAI Python](https://github.com/openai/openai-python) and
+#   [Anthropic Python](https://github.com/anthropics/anthropic-sdk-python).
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.

@@ -4,7 +4,8 @@
 # **What you will learn**
 # - how to point a real coding agent inside a sandbox at the model on the host: Codex (OpenAI's
 #   Responses API) and Claude Code (Anthropic's Messages API), with configuration labkit generates;
-# - why the seed's `export OPENAI_BASE_URL=…` no longer keeps Codex local, and what does: a rule;
+# - why `export OPENAI_BASE_URL=…`, this module's original instruction, no longer keeps Codex
+#   local, and what does: a rule;
 # - how to watch an agent's traffic in `sbx policy log`, break it with a deny rule, and restore it.
 #
 # **Time:** 20 minutes · **Prerequisites:** notebooks 01–03.
@@ -17,8 +18,8 @@ CODEX_SANDBOX = "dmr-codex"
 CLAUDE_SANDBOX = "dmr-claude"
 WORKDIR = "/tmp/dmr-test"
 TASK = "write a Python script fib.py that prints the first 10 Fibonacci numbers, then run it"
-AGENT_TIMEOUT = 120  # seconds: a bounded run, whatever the model does
-LITERAL_TIMEOUT = 20  # seconds for the seed's literal setup, which never reaches the model
+AGENT_TIMEOUT = 100  # seconds: a bounded run, whatever the model does
+LITERAL_TIMEOUT = 20  # seconds for the OPENAI_BASE_URL-only setup, which never reaches the model
 
 # %%
 import json
@@ -47,7 +48,7 @@ print(f"model: {model} · Codex installed: {lab.agent_installed('codex')} · "
 # wiring: where the agent's requests went, what the model server answered, what the policy did.
 #
 # ## Swap the shell sandbox for an agent sandbox
-# The seed stops and removes the shell sandbox first:
+# This module stops and removes the shell sandbox first:
 
 # %%
 old = lab.sandbox(OLD_SANDBOX)
@@ -128,7 +129,7 @@ claude_run = cbox.exec(claude.command(TASK), env=claude.env, timeout=AGENT_TIMEO
 # What it did is checked from evidence:
 
 # %%
-checks.agent_run(lab, CLAUDE_SANDBOX, claude_run);
+checks.agent_run(lab, CLAUDE_SANDBOX, claude_run)
 
 # %% [markdown]
 # ## Watch the policy log
@@ -136,31 +137,31 @@ checks.agent_run(lab, CLAUDE_SANDBOX, claude_run);
 # entry; the only destination is the model port:
 
 # %% tags=["nbval-ignore-output"]
-lab.host(f"sbx policy log {CLAUDE_SANDBOX}");
+lab.host(f"sbx policy log {CLAUDE_SANDBOX}")
 
 # %%
-checks.only_model_port(lab, CLAUDE_SANDBOX);
+checks.only_model_port(lab, CLAUDE_SANDBOX)
 
 # %% [markdown]
 # ## Try breaking it
-# The seed: change the allow rule to a deny and the agent fails to reach the model. A deny rule
+# This module's test: change the allow rule to a deny and the agent fails to reach the model. A deny rule
 # beats any allow rule, so adding one is enough:
 
 # %%
 cbox.stop()
-lab.host(f"sbx policy deny network {lab.endpoints.rule}");
+lab.host(f"sbx policy deny network {lab.endpoints.rule}")
 
 # %% tags=["nbval-ignore-output"]
 blocked = cbox.exec(claude.command(TASK), env=claude.env, timeout=AGENT_TIMEOUT)
 
 # %%
-checks.agent_blocked(lab, CLAUDE_SANDBOX, blocked);
+checks.agent_blocked(lab, CLAUDE_SANDBOX, blocked)
 
 # %% [markdown]
 # The log now has a **Blocked requests** section with the model port:
 
 # %% tags=["nbval-ignore-output"]
-lab.host(f"sbx policy log {CLAUDE_SANDBOX}");
+lab.host(f"sbx policy log {CLAUDE_SANDBOX}")
 
 # %% [markdown]
 # The policy switch shows the deny in force; the cell after it restores access by removing the
@@ -175,19 +176,19 @@ for rule in lab.policy.rules_for(lab.endpoints.rule):
     if rule.decision == "deny":
         lab.host(f"sbx policy rm network --id {rule.id}")
 switch.refresh()  # the switch above now shows the allow again (its ↻ button does the same)
-lab.host(f"sbx policy check network {lab.endpoints.rule}");
+lab.host(f"sbx policy check network {lab.endpoints.rule}")
 
 # %% [markdown]
-# ## The seed's literal instruction, and where Codex really goes
-# The seed says: `export OPENAI_BASE_URL=http://host.docker.internal:12434/v1`, then run Codex.
+# ## The original instruction, and where Codex really goes
+# This module first said: `export OPENAI_BASE_URL=http://host.docker.internal:12434/v1`, then run Codex.
 # Current Codex ignores that variable. Run it that way, with no profile: it never reaches the model
 # and keeps retrying, so the cell stops it after LITERAL_TIMEOUT seconds (the ✗ line says so):
 
 # %% tags=["nbval-ignore-output"]
-seed_env = {"OPENAI_BASE_URL": f"http://host.docker.internal:{lab.port}/v1", "OPENAI_API_KEY": "sk-local"}
+literal_env = {"OPENAI_BASE_URL": f"http://host.docker.internal:{lab.port}/v1", "OPENAI_API_KEY": "sk-local"}
 if codex_ready:
     literal = box.exec(["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-                        TASK], env=seed_env, timeout=LITERAL_TIMEOUT)
+                        TASK], env=literal_env, timeout=LITERAL_TIMEOUT)
 
 # %% [markdown]
 # The policy log shows where it went: OpenAI's cloud (and its other hosts), **allowed** by the
@@ -206,7 +207,7 @@ if codex_ready:
 lab.host("sbx policy deny network api.openai.com,chatgpt.com,github.com,api.github.com")
 if codex_ready:
     literal_denied = box.exec(["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-                               TASK], env=seed_env, timeout=LITERAL_TIMEOUT)
+                               TASK], env=literal_env, timeout=LITERAL_TIMEOUT)
 
 # %% tags=["nbval-ignore-output"]
 if codex_ready:
@@ -225,7 +226,8 @@ if codex_ready:
 # ## Your turn
 # Give Claude Code a task of your own now that access is restored
 # (`cbox.exec(claude.command("…"), env=claude.env, timeout=AGENT_TIMEOUT)`). The checkpoint looks in
-# the audit records for the agent's requests after the blocked ones (its ✗ is expected until then).
+# the audit records for the agent's requests after the blocked ones. The checkpoint's `exercise`
+# line shows ✗ until you have done this: that is expected.
 
 # %%
 # Exercise: a task of your own
@@ -240,11 +242,21 @@ if codex_ready:
 # </details>
 
 # %% [markdown]
-# ## What's next
-# Notebook 09: the pitch, the troubleshooting table reproduced live, the checkpoint, and cleanup.
-#
 # ## Checkpoint
 
 # %%
 checks.step8_agent(lab, CLAUDE_SANDBOX)
-exercises.agent_after_restore(lab, CLAUDE_SANDBOX);
+exercises.agent_after_restore(lab, CLAUDE_SANDBOX)
+
+# %% [markdown]
+# ## What's next
+# Notebook **09**: the pitch, the troubleshooting table reproduced live, the whole module's checkpoint, and cleanup.
+#
+# ## Resources
+# - [Docker Sandboxes](https://docs.docker.com/ai/sandboxes/): sandboxes, the `sbx` CLI, network policy.
+# - [`sbx policy log`](https://docs.docker.com/reference/cli/sbx/policy/log/): the allowed and blocked hosts, per sandbox.
+# - [Docker Model Runner](https://docs.docker.com/ai/model-runner/): the model server on the host.
+# - [Run Claude Code in a Docker Sandbox with Docker Model Runner](https://docs.docker.com/guides/claude-code-sandbox-model-runner/):
+#   Docker's guide to the same architecture.
+# - [Codex's advanced configuration](https://developers.openai.com/codex/config-advanced): profiles and custom model providers.
+# - [This repository's notes on the agent APIs](../docs/dmr-agent-apis.md) (§7): what Codex and Claude Code need from the model server, as measured.
