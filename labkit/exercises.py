@@ -57,7 +57,7 @@ def extra_rule(lab: Lab, host: str) -> CheckResult:
         return _show(passed(f"exercise: your local rule allows {host}",
                             [f"sbx policy ls: allow {', '.join(mine[0].resources)}"]))
     return _show(failed(f"exercise: no local allow rule for {host} yet",
-                        f'lab.host(f"{fixes.allow_network(host)}")'))
+                        f'lab.host("{fixes.allow_network(host)}")'))
 
 
 def workspace_file(workdir: str, name: str, contains: str | None = None, what: str = "") -> CheckResult:

@@ -50,10 +50,11 @@ box.exec(["bash", "-c", "cat > test_local.py"], input=script)
 # ## Install the SDK and run it
 # This module installs the SDK inside the sandbox. In embedded mode the course's Python environment is
 # already visible inside, so pip finds `openai` (and `anthropic`, used below) installed and changes nothing. In live mode pip
-# downloads it through the proxy (the `balanced` preset allows PyPI).
+# downloads it through the proxy (the `balanced` preset allows PyPI). `-q` keeps pip to what matters: errors,
+# not one "Requirement already satisfied" line per package.
 
 # %% tags=["nbval-ignore-output"]
-box.exec("pip install --break-system-packages openai anthropic", timeout=300)
+box.exec("pip install -q --break-system-packages openai anthropic", timeout=300)
 
 # %% tags=["nbval-ignore-output"]
 run = box.exec("python3 test_local.py", timeout=300)

@@ -85,7 +85,7 @@ if codex_ready:
 # ## Run Codex
 # Non-interactive, with the profile: `codex exec --profile dmr …`.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "agent-run"]
 if codex_ready:
     codex_run = box.exec(codex.command(TASK), timeout=AGENT_TIMEOUT)
 
@@ -121,7 +121,7 @@ cbox.create(claude.sandbox_agent, ".", cwd=WORKDIR)
 for name, value in claude.env.items():
     print(f"{name}={value}")
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "agent-run"]
 claude_run = cbox.exec(claude.command(TASK), env=claude.env, timeout=AGENT_TIMEOUT)
 
 # %% [markdown]
@@ -151,7 +151,7 @@ checks.only_model_port(lab, CLAUDE_SANDBOX)
 cbox.stop()
 lab.host(f"sbx policy deny network {lab.endpoints.rule}")
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "agent-run"]
 blocked = cbox.exec(claude.command(TASK), env=claude.env, timeout=AGENT_TIMEOUT)
 
 # %%
@@ -184,7 +184,7 @@ lab.host(f"sbx policy check network {lab.endpoints.rule}")
 # Current Codex ignores that variable. Run it that way, with no profile: it never reaches the model
 # and keeps retrying, so the cell stops it after LITERAL_TIMEOUT seconds (the ✗ line says so):
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "agent-run"]
 literal_env = {"OPENAI_BASE_URL": f"http://host.docker.internal:{lab.port}/v1", "OPENAI_API_KEY": "sk-local"}
 if codex_ready:
     literal = box.exec(["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
@@ -203,7 +203,7 @@ if codex_ready:
 # A variable did not keep the agent local; a rule does. Deny those hosts, run the same command again,
 # and the log shows them blocked:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "agent-run"]
 lab.host("sbx policy deny network api.openai.com,chatgpt.com,github.com,api.github.com")
 if codex_ready:
     literal_denied = box.exec(["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",

@@ -3,7 +3,7 @@
 It records every request (method, path, headers, JSON body) and answers the smallest valid
 stream each agent accepts, so a real agent finishes its turn and the test can read exactly
 what the agent sent and where. Responses API: one ``response.output_item.done`` message and
-``response.completed`` (codex-local.md §3.3). Anthropic Messages: the event sequence of a
+``response.completed`` (docs/codex-local.md §3.3). Anthropic Messages: the event sequence of a
 one-block text answer. Anything else gets a 404, and, used as ``HTTPS_PROXY``, every ``CONNECT`` a 502: both are
 recorded, so a test also sees where else an agent tried to go.
 """

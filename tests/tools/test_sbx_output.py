@@ -1,4 +1,4 @@
-"""The sbx parsers against the reference's own samples (shared/reference/sbx-dmr.md), copied verbatim."""
+"""The sbx parsers against the reference's own samples (docs/sbx-dmr-facts.md), copied verbatim."""
 
 from __future__ import annotations
 
