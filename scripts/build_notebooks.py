@@ -48,10 +48,15 @@ def target(src: Path) -> Path:
 
 
 def scrub(nb: nbformat.NotebookNode, home_dir: Path) -> nbformat.NotebookNode:
-    """Make outputs machine-independent: paths under ``~``, no timing metadata."""
+    """Make outputs machine-independent: paths under ``~``, no timing metadata, and each cell's
+    stream chunks merged, a line redrawn with ``\r`` kept as its last state (as JupyterLab shows it)."""
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
     replacements = [(str(home_dir), "~/.labkit"), (str(ROOT), "."), (str(Path.home()), "~")]
     nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
+    coalesce = CoalesceStreamsPreprocessor()
+    for index, cell in enumerate(nb.cells):
+        coalesce.preprocess_cell(cell, {}, index)
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         for out in cell.get("outputs", []):
