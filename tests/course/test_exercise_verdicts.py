@@ -74,7 +74,7 @@ def test_extra_rule_does_not_count_the_presets_rule_for_the_same_host(lab: Lab) 
     result = exercises.extra_rule(lab, "pypi.org")
     assert not result.ok
     assert result.line == ('✗ exercise: no local allow rule for pypi.org yet — fix: '
-                           'lab.host(f"sbx policy allow network pypi.org")')
+                           'lab.host("sbx policy allow network pypi.org")')
 
 
 def test_extra_rule_does_not_count_a_local_deny_rule(lab: Lab) -> None:
