@@ -189,8 +189,9 @@ class Lab:
 
     def banner(self) -> str:
         r = self.resolution
-        return (f"mode: {r.label} · model server: {r.model_server.kind} ({r.model_server.reason}) · "
-                f"sandboxes: {r.sandboxes.kind}, isolation {self.isolation}")
+        # two short lines rather than one that wraps in a notebook
+        return (f"mode: {r.label} · model server: {r.model_server.kind} ({r.model_server.reason})\n"
+                f"      sandboxes: {r.sandboxes.kind}, isolation {self.isolation}")
 
     # ------------------------------------------------------------ commands
     def host(self, command: str | Sequence[str], *, timeout: float | None = None, echo: bool = True,
