@@ -5,9 +5,8 @@ host.docker.internal through the policy proxy, its output read line by line as i
 (``stream``). Where a send is — idle, waiting, streaming, done, failed — is ``.state`` (a
 ``PromptState``); the status line is drawn from it.
 
-The prompt is sent with the send button (``.send_button.click()`` or ``.send()``). Ctrl+Enter
-is not bound: ipywidgets 8's Textarea reports no key events to the kernel, and a binding
-would need a browser-side extension (ipyevents or anywidget), which the course does not add.
+The prompt is sent with the send button, or Ctrl+Enter / Shift+Enter in the text box (a
+``PromptBox``); from code: ``.send_button.click()``, ``.text.submit()`` or ``.send()``.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from ..errors import ToolError, refix
 from ..tools.model_api import CRASH_MARK, engine_crashed, error_message
 from ._panel import MONO, Panel, failure_line, font_size, pre
 from .model_picker import ModelPicker
+from .prompt_box import PromptBox
 from .prompt_state import PromptState
 from .stream import LineSink, Metrics, SseReply, parse_sse
 
@@ -62,8 +62,8 @@ class PromptPanel(Panel):
         self.command = ""
         self._callbacks: list[Callable[[PromptPanel], None]] = []
 
-        self.text = W.Textarea(value=prompt, placeholder="your prompt", rows=3,
-                               layout=W.Layout(width="min(100%, 48em)"))
+        self.text = PromptBox(value=prompt, placeholder="your prompt (Ctrl+Enter sends)", rows=3)
+        self.text.observe(lambda _: self.send(), "submits")
         targets = [("host", "host")] + ([(f"sandbox {sandbox}", "sandbox")] if sandbox else [])
         self.target_toggle = W.ToggleButtons(options=targets, value="sandbox" if sandbox else "host",
                                              description="from", tooltips=["the host (the kernel)",

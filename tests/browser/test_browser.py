@@ -4,9 +4,9 @@ JupyterLab runs on loopback with a token, in a temporary LABKIT_HOME with its ow
 embedded mode. Chromium opens ``prompt_demo.ipynb`` (a copy: autosave must not touch the
 repo), runs all cells from the Run menu, picks the model, allows the model port with the
 policy switch, types a prompt and clicks send: the reply must stream in (the page sees it
-grow) and the audit view must show the allowed request. Then deny, send again: HTTP 403 in
-the panel and a blocked row in the audit view. What the page shows is checked against the
-proxy's audit log on disk. A screenshot of each state goes to ``test-artifacts/browser/``.
+grow) and the audit view must show the allowed request. Then deny, send again (by Ctrl+Enter
+in the prompt box): HTTP 403 in the panel and a blocked row in the audit view. What the page
+shows is checked against the proxy's audit log on disk. A screenshot of each state goes to ``test-artifacts/browser/``.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def _drive(server: Server, page: Any) -> None:
     policy.locator(".widget-toggle-button", has_text=re.compile(r"^\W*deny$")).click()
     expect(policy).to_contain_text(f"in force for {rule}: denied")
     panel.locator("textarea").fill("Name three animals.")
-    panel.locator("button.widget-button", has_text=re.compile(r"^\s*send\s*$")).click()
+    panel.locator("textarea").press("Control+Enter")  # the box's shortcut sends, like the button
     expect(panel).to_contain_text("✗ HTTP 403 from the proxy: Blocked by network policy", timeout=LONG)
     first_row = audit.locator("tr").nth(1)
     expect(first_row, "the audit view does not show the request that was just blocked").to_contain_text("✗ blocked")

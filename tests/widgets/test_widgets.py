@@ -107,6 +107,16 @@ def test_prompt_panel_streams_from_the_host(lab: Lab) -> None:
     assert "tokens/s" in panel.metrics_html.value
 
 
+def test_ctrl_enter_in_the_prompt_box_sends_what_was_typed(lab: Lab) -> None:
+    panel = widgets.PromptPanel(lab, MODEL, prompt="", max_tokens=8)
+    states = _watch_states(panel)
+    panel.text.value = "Say hi."  # what the browser syncs as the learner types
+    panel.text.submit()  # what Ctrl+Enter or Shift+Enter does in the box (the browser test presses it)
+    assert states == [PromptState.WAITING, PromptState.STREAMING, PromptState.DONE], states
+    assert panel.prompt == "Say hi." and panel.reply.strip()
+    assert "Ctrl+Enter" in panel.text._esm and "shiftKey" in panel.text._esm
+
+
 def test_prompt_panel_in_sandbox_goes_through_the_proxy(lab: Lab, panel_box: str) -> None:
     switch = widgets.PolicySwitch(lab)
     switch.value = "allow"
