@@ -314,10 +314,13 @@ class Policy:
         wanted = resource.lower()
         return [r for r in self.rules() if wanted in (x.lower() for x in r.resources)]
 
-    def in_force(self, resource: str, sandbox: str | None = None) -> PolicyRule | None:
+    def in_force(self, resource: str, sandbox: str | None = None,
+                 rules: Sequence[PolicyRule] | None = None) -> PolicyRule | None:
         """The rule that decides for ``resource`` among those naming it (global ones, and ``sandbox``'s):
-        deny beats allow (:func:`labkit.sbx.policy.deciding`); None when no rule names it."""
-        return deciding(r for r in self.rules_for(resource) if r.applies_to in ("all", sandbox or "all"))
+        deny beats allow (:func:`labkit.sbx.policy.deciding`); None when no rule names it. ``rules``:
+        ``rules_for(resource)`` already read by the caller (each `sbx policy ls` costs a process)."""
+        named = self.rules_for(resource) if rules is None else rules
+        return deciding(r for r in named if r.applies_to in ("all", sandbox or "all"))
 
     def check(self, target: str, sandbox: str | None = None) -> bool:
         return self.lab.sbx.policy_check(target, sandbox)

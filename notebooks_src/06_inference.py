@@ -55,7 +55,7 @@ print("usage keys:", sorted(answer["usage"]))
 # prove connectivity, larger ones (`ai/qwen3:8B-Q4_K_M` in live mode) write useful code.
 #
 # ## Try it yourself: the prompt panel
-# Type a prompt and press **Send**: the request goes from inside the sandbox through the proxy,
+# Type a prompt and press **Send** (or Ctrl+Enter): the request goes from inside the sandbox through the proxy,
 # and the reply streams in as the model writes it, with latency and tokens per second.
 
 # %% tags=["nbval-ignore-output"]

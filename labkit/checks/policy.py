@@ -33,9 +33,10 @@ def rule_in_force(lab: Lab, decision: str = "allow", resource: str | None = None
     what = f"{pre}the network policy {'allows' if decision == 'allow' else 'denies'} {resource}"
 
     def probe() -> CheckResult:
-        rules = [r for r in lab.policy.rules_for(resource) if r.applies_to in ("all", sandbox or "all")]
+        named = lab.policy.rules_for(resource)
+        rules = [r for r in named if r.applies_to in ("all", sandbox or "all")]
         evidence = [_rule_text(r) for r in rules] or [f"sbx policy ls: no rule names {resource}"]
-        in_force = lab.policy.in_force(resource, sandbox)
+        in_force = lab.policy.in_force(resource, sandbox, rules=named)
         decided = in_force.decision if in_force is not None else None
         if decision == "allow":
             if decided == "deny":

@@ -67,7 +67,7 @@ class PolicySwitch(Panel):
         """Read the rules naming the resource back from `sbx policy ls`."""
         with self._guard():
             self.rules = self.lab.policy.rules_for(self.resource)
-            self.in_force = self.lab.policy.in_force(self.resource)
+            self.in_force = self.lab.policy.in_force(self.resource, rules=self.rules)
             self._syncing = True
             try:
                 self.toggle.value = self.decision
