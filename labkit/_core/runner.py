@@ -33,12 +33,6 @@ TAIL_LINES = 10
 # A transfer's progress, one line per step (DMR's non-TTY `Downloaded X of Y`, `Transferred: N MB`).
 PROGRESS_WORDS = ("Downloaded", "Downloading", "Transferred", "Uploaded")
 PROGRESS = re.compile(rf"({'|'.join(PROGRESS_WORDS)})\b[^\n]*\d")
-
-
-def _may_be_progress(fragment: str) -> bool:
-    """The first part of a line that may turn out to be progress (a pipe can cut a line anywhere)."""
-    return bool(PROGRESS.match(fragment)) or any(
-        fragment[: len(w)] == w[: len(fragment)] for w in PROGRESS_WORDS)
 TIMEOUT_EXIT = 124  # what coreutils' timeout(1) returns
 MISSING_EXIT = 127  # what a shell returns for "command not found"
 INTERRUPT_EXIT = 130
@@ -164,6 +158,12 @@ class CommandFailed(LabError, RuntimeError):
         why, _, hint = (result.error or "").partition(" — ")
         super().__init__(f"`{result.command}` failed: {why or f'exit {result.returncode}'}", hint)
         self.result = result
+
+
+def _may_be_progress(fragment: str) -> bool:
+    """The first part of a line that may turn out to be progress (a pipe can cut a line anywhere):
+    it begins with a progress word, or with the start of one."""
+    return any(fragment[: len(w)] == w[: len(fragment)] for w in PROGRESS_WORDS)
 
 
 def _cut(text: str, max_lines: int) -> str:

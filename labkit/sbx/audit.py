@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._core import paths
-from ..records import AuditRule, PolicyLogEntry, RuleDecision
+from ..records import AuditRule, PolicyLogEntry, RuleDecision, rule_text
 
 FIELDS = ("ts", "sandbox", "method", "url", "host", "port", "normalized", "decision", "rule",
           "status", "bytes_up", "bytes_down", "duration_ms")
@@ -195,7 +195,7 @@ def follow(sandbox: str | None = None, decision: str | None = None, path: Path |
 def format_record(rec: AuditRecord) -> str:
     """One human line per record for ``labkit audit``."""
     when = rec.when.astimezone().strftime("%H:%M:%S.%f")[:-3]
-    rule = rec.rule.get("text") or rec.rule.get("id", "")
+    rule = rule_text(rec.rule)
     err = f"  ({rec.error})" if rec.error else ""
     return (f"{when}  {rec.sandbox or '-':<14} {rec.decision.upper():<5} {rec.status:>3}  {rec.method:<7} "
             f"{rec.url}  ↑{rec.bytes_up} ↓{rec.bytes_down} {rec.duration_ms:.1f}ms  [{rule}]{err}")
